@@ -1,0 +1,5 @@
+"""CLI commands for the library: restore, eval, models."""
+
+import click
+
+COMMANDS: list[click.Command] = []

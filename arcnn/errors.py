@@ -1,0 +1,16 @@
+"""Error types that callers are expected to catch and report."""
+
+
+class ArcnnError(Exception):
+    """Base class for errors that carry a message meant for the user."""
+
+
+class BadImageError(ArcnnError):
+    """The input is not a decodable image (corrupt, truncated, empty, too large, unsupported).
+
+    Permanent: retrying will not help, so workers fail the key and move on.
+    """
+
+
+class NoWeightsError(ArcnnError):
+    """A model name has no trained weights bundled or at the given path."""

@@ -1,0 +1,63 @@
+"""One settings object for the whole product, read from ``ARCNN_*`` environment variables.
+
+Every tunable lives here so that operators have a single list to read (the README mirrors it),
+and so that code never reaches into ``os.environ`` on its own. Credentials are deliberately not
+settings: boto3 reads the standard ``AWS_*`` variables itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from functools import lru_cache
+
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; build with :func:`get_settings` (cached) or :meth:`from_env`."""
+
+    broker_url: str = "redis://localhost:6379/0"
+    """Celery broker and job-state store (Redis)."""
+    s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, moto server); None means AWS."""
+    visibility_timeout: int = 3600
+    """Seconds before an unacknowledged task is redelivered; longer than the longest task."""
+    max_pixels: int = 100_000_000
+    """Decompression-bomb limit: images with more pixels are refused, not decoded."""
+    default_model: str = "jpeg-q10"
+    """Model used by ``--model auto`` when the input's JPEG quality cannot be estimated."""
+    device: str = "auto"
+    """Inference device: cpu, cuda, or auto (cuda when available)."""
+    tile: int = 512
+    """Tile side in pixels for inference; memory is bounded by this, not the image."""
+    batch_size: int = 4
+    """Tiles of one shape run together in a batch (useful on GPUs)."""
+    metrics_port: int = 9808
+    """Port of the worker's Prometheus endpoint."""
+    list_batch: int = 100
+    """Keys per queued message when a listing streams into the queue."""
+    max_retries: int = 5
+    """Retries (with backoff) of transient storage errors before a key is failed."""
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"ARCNN_{f.name.upper()}")
+            if raw is None:
+                continue
+            default = f.default
+            if isinstance(default, bool):
+                values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            else:
+                values[f.name] = raw or None
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests clear the cache with ``get_settings.cache_clear()``)."""
+    return Settings.from_env()

@@ -1,0 +1,1 @@
+"""Producing models: data, degradations, training, transfer, evaluation, model cards."""

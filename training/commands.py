@@ -1,0 +1,5 @@
+"""CLI command ``arcnn train``."""
+
+import click
+
+COMMANDS: list[click.Command] = []

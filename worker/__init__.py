@@ -1,0 +1,1 @@
+"""Bucket-scale restoration: Celery workers, object storage, job tracking, metrics."""

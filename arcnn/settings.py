@@ -39,6 +39,14 @@ class Settings:
     """Keys per queued message when a listing streams into the queue."""
     max_retries: int = 5
     """Retries (with backoff) of transient storage errors before a key is failed."""
+    retry_backoff: float = 0.5
+    """Seconds before the first retry of a transient storage error; doubles per retry."""
+    io_threads: int = 4
+    """Worker threads that fetch/decode and encode/upload around the single inference thread."""
+    torch_threads: int = 0
+    """CPU threads torch may use in workers and ``arcnn run`` (0 keeps torch's default)."""
+    max_deliveries: int = 3
+    """Times one key may be started without finishing (worker died) before it is failed as poison."""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -52,6 +60,8 @@ class Settings:
                 values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
             elif isinstance(default, int):
                 values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
             else:
                 values[f.name] = raw or None
         return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,46 @@
+"""Colour transforms as small pure functions on float arrays.
+
+Two different "Y"s matter here:
+
+* the JPEG/JFIF YCbCr transform (full range, 0-255 for all three channels) is what a JPEG
+  decoder produced, so restoring in that space undoes the codec's own rounding most directly;
+  the product uses it for colour images;
+* BT.601 *studio range* luma (16-235), as MATLAB's ``rgb2ycbcr``, is what the AR-CNN paper and
+  the rest of the literature measure PSNR on; training and ``arcnn eval --protocol paper`` use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_JFIF_FORWARD = np.array([
+    [0.299, 0.587, 0.114],
+    [-0.168735892, -0.331264108, 0.5],
+    [0.5, -0.418687589, -0.081312411],
+])
+_JFIF_INVERSE = np.linalg.inv(_JFIF_FORWARD)
+_STUDIO_Y = np.array([65.481, 128.553, 24.966]) / 255.0
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """JFIF RGB -> YCbCr, both float in [0, 255], shape (..., 3)."""
+    ycc = rgb.astype(np.float64) @ _JFIF_FORWARD.T
+    ycc[..., 1:] += 128.0
+    return ycc
+
+
+def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """JFIF YCbCr -> RGB, float in [0, 255] (not clipped), shape (..., 3)."""
+    shifted = ycc.astype(np.float64).copy()
+    shifted[..., 1:] -= 128.0
+    return shifted @ _JFIF_INVERSE.T
+
+
+def rgb_to_studio_y(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8/float in [0, 255] -> BT.601 studio-range Y in [16, 235], as MATLAB rgb2ycbcr."""
+    return rgb.astype(np.float64) @ _STUDIO_Y + 16.0
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Round half away from zero and clip to uint8, as MATLAB's im2uint8 does."""
+    return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)

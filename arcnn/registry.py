@@ -1,0 +1,80 @@
+"""Trained weights on disk: safetensors tensors plus a JSON model card, and the bundled registry.
+
+Weights are stored with safetensors, which holds only tensors, so loading a model file can never
+execute code (unlike a pickled ``torch.save``). The card beside it (``<name>.json``) records how
+the model was made: architecture config, training data, degradation, steps, wall time, metrics.
+Every ``*.json`` card in ``arcnn/weights/`` with its ``.safetensors`` file is a bundled model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from arcnn.architectures import build
+from arcnn.errors import NoWeightsError
+
+BUNDLED_DIR = Path(__file__).parent / "weights"
+
+
+def save_model(model: nn.Module, path: Path, card: dict) -> None:
+    """Write ``path`` (.safetensors) and its card (``path`` with .json); card gains ``config``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path.with_suffix(".safetensors")))
+    card = {**card, "config": model.config()}
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+
+
+def load_card(path: Path) -> dict:
+    return json.loads(Path(path).with_suffix(".json").read_text())
+
+
+def load_model(path: Path) -> tuple[nn.Module, dict]:
+    """Load a model and its card from ``path`` (.safetensors or .json, either works)."""
+    path = Path(path)
+    weights, card_path = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    if not weights.exists() or not card_path.exists():
+        raise NoWeightsError(f"no trained weights at {weights} (needs .safetensors and .json card)")
+    card = load_card(card_path)
+    model = build(card["config"])
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    return model, card
+
+
+def bundled() -> dict[str, dict]:
+    """Name -> card for every model shipped in the package, sorted by name."""
+    cards = {}
+    for card_path in sorted(BUNDLED_DIR.glob("*.json")):
+        if card_path.with_suffix(".safetensors").exists():
+            cards[card_path.stem] = json.loads(card_path.read_text())
+    return cards
+
+
+def load_named(name: str) -> tuple[nn.Module, dict]:
+    """Load a bundled model by name, a path to a .safetensors file, or ``random:<spec>``.
+
+    ``random:<spec>`` builds a seeded, untrained network: tests and benchmarks use it so that
+    they measure plumbing and speed without depending on which trained weights are bundled.
+    """
+    if name.startswith("random:"):
+        from arcnn.architectures import ARCHITECTURES, ConvNet
+
+        spec = name.split(":", 1)[1]
+        torch.manual_seed(0)
+        model = ARCHITECTURES[spec].build() if spec in ARCHITECTURES else ConvNet(spec, residual=True)
+        for p in model.parameters():
+            nn.init.normal_(p, std=1e-3)
+        return model.eval(), {"name": name, "trained": False}
+    if name.endswith(".safetensors") or "/" in name:
+        return load_model(Path(name))
+    if (BUNDLED_DIR / f"{name}.json").exists():
+        return load_model(BUNDLED_DIR / name)
+    available = ", ".join(bundled()) or "none: no trained weights are bundled yet"
+    raise NoWeightsError(f"unknown model {name!r}; bundled models: {available}")

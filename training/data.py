@@ -1,0 +1,119 @@
+"""Training pairs: ground-truth luminance and its degraded version, and sub-image sampling.
+
+Images are reduced to BT.601 studio-range Y (as the paper and its evaluation do) and kept in
+memory as uint8: BSDS500's 500 images are ~75 MB that way. Degraded copies are made once per
+image and *variant* (a blind model gets several qualities per image). Sub-images are cropped at
+random positions with random flips and 90-degree rotations, as tensors ready for the network:
+the input window is ``patch + 2 * radius`` wide and the loss sees the centre ``patch`` (valid
+convolutions, as in the paper, where 32x32 inputs give 20x20 outputs for the 9-1-5 net).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from arcnn.colour import rgb_to_studio_y, to_uint8
+from training.degradations import Chain, Resize
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def list_images(folders: list[Path]) -> list[Path]:
+    paths = [p for f in folders for p in sorted(Path(f).rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not paths:
+        raise FileNotFoundError(f"no images under {', '.join(map(str, folders))}")
+    return paths
+
+
+def studio_y(img: Image.Image) -> np.ndarray:
+    """Any image -> uint8 BT.601 studio-range Y (grayscale inputs are taken as Y already)."""
+    if img.mode in ("L", "I;16", "I"):
+        return np.asarray(img.convert("L"))
+    return to_uint8(rgb_to_studio_y(np.asarray(img.convert("RGB"))))
+
+
+def split_geometry(degradation) -> tuple[list, list]:
+    """Split a chain into geometric steps (applied to the target too) and lossy steps."""
+    steps = list(degradation.steps) if isinstance(degradation, Chain) else [degradation]
+    return [s for s in steps if isinstance(s, Resize)], [s for s in steps if not isinstance(s, Resize)]
+
+
+def make_pair(img: Image.Image, degradation, colour: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(clean Y, degraded Y) for one ground-truth image.
+
+    ``colour=False`` follows the paper: the Y plane itself is JPEG-compressed as a grayscale
+    image. ``colour=True`` degrades the RGB image (as a platform would) and takes Y after.
+    """
+    geometric, lossy = split_geometry(degradation)
+    clean = img.convert("RGB")
+    for step in geometric:
+        clean = step(clean)
+    source = clean if colour else Image.fromarray(studio_y(clean))
+    degraded = source
+    for step in lossy:
+        degraded = step(degraded)
+    return studio_y(clean), studio_y(degraded)
+
+
+@dataclass
+class PairSet:
+    clean: list[np.ndarray]
+    degraded: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+
+def build_pairs(paths: list[Path], degradation, variants: int = 1, colour: bool = False) -> PairSet:
+    clean, degraded = [], []
+    for path in paths:
+        with Image.open(path) as img:
+            img.load()
+            for _ in range(variants):
+                c, d = make_pair(img, degradation, colour)
+                clean.append(c)
+                degraded.append(d)
+    return PairSet(clean, degraded)
+
+
+class PatchSampler:
+    """Random sub-images (input window, target centre) drawn from a :class:`PairSet`."""
+
+    def __init__(self, pairs: PairSet, patch: int, radius: int, seed: int) -> None:
+        self.pairs, self.patch, self.radius = pairs, patch, radius
+        self.window = patch + 2 * radius
+        usable = [i for i, c in enumerate(pairs.clean) if min(c.shape) >= self.window]
+        if not usable:
+            raise ValueError(f"no image is at least {self.window}px on its short side")
+        self.usable = np.array(usable)
+        self.rng = np.random.default_rng(seed)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng, n, r = self.rng, self.window, self.radius
+        inputs = np.empty((batch, n, n), dtype=np.uint8)
+        targets = np.empty((batch, self.patch, self.patch), dtype=np.uint8)
+        for b in range(batch):
+            i = rng.choice(self.usable)
+            clean, degraded = self.pairs.clean[i], self.pairs.degraded[i]
+            y = rng.integers(0, clean.shape[0] - n + 1)
+            x = rng.integers(0, clean.shape[1] - n + 1)
+            win_in = degraded[y:y + n, x:x + n]
+            win_out = clean[y + r:y + n - r, x + r:x + n - r]
+            k, flip = rng.integers(0, 4), rng.integers(0, 2)
+            win_in, win_out = np.rot90(win_in, k), np.rot90(win_out, k)
+            if flip:
+                win_in, win_out = win_in[:, ::-1], win_out[:, ::-1]
+            inputs[b], targets[b] = win_in, win_out
+        to_tensor = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0)[:, None]  # noqa: E731
+        return to_tensor(inputs), to_tensor(targets)

@@ -1,0 +1,140 @@
+"""Composable degradations: what a codec or a platform does to an image.
+
+Each degradation is a small callable object ``PIL.Image -> PIL.Image`` with a JSON-able
+``describe()``; chains compose them, so a platform pipeline (resize, then JPEG at 4:2:0, then
+re-encode) is just a :class:`Chain`. Encoding round-trips through Pillow's real encoders in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
+SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+
+
+def _roundtrip(img: Image.Image, fmt: str, **params: object) -> Image.Image:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **params)
+    buffer.seek(0)
+    out = Image.open(buffer)
+    out.load()
+    return out
+
+
+@dataclass(frozen=True)
+class JPEG:
+    """Pillow's (libjpeg's) encoder at an IJG quality; grayscale images stay single-channel."""
+
+    quality: int
+    subsampling: str = "4:2:0"
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        params: dict[str, object] = {"quality": self.quality}
+        if img.mode != "L":
+            params["subsampling"] = SUBSAMPLING[self.subsampling]
+        return _roundtrip(img, "JPEG", **params)
+
+    def describe(self) -> dict:
+        return {"type": "jpeg", "quality": self.quality, "subsampling": self.subsampling}
+
+
+@dataclass(frozen=True)
+class RandomJPEG:
+    """JPEG at a quality drawn uniformly from [low, high]: the blind model's training degradation."""
+
+    low: int
+    high: int
+    rng: random.Random = field(default_factory=lambda: random.Random(0), compare=False, repr=False)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return JPEG(self.rng.randint(self.low, self.high))(img)
+
+    def describe(self) -> dict:
+        return {"type": "random_jpeg", "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class WebP:
+    """Lossy WebP at a quality (0-100)."""
+
+    quality: int
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        out = _roundtrip(img, "WEBP", quality=self.quality)
+        return out.convert(img.mode) if out.mode != img.mode else out
+
+    def describe(self) -> dict:
+        return {"type": "webp", "quality": self.quality}
+
+
+@dataclass(frozen=True)
+class Resize:
+    """Resize rules platforms apply on upload; never enlarges.
+
+    ``long_side``: scale so the longer side is at most this; ``box``: fit inside (w, h).
+    """
+
+    long_side: int | None = None
+    box: tuple[int, int] | None = None
+    filter: str = "bicubic"
+
+    def target_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        w, h = size
+        scale = 1.0
+        if self.long_side is not None:
+            scale = min(scale, self.long_side / max(w, h))
+        if self.box is not None:
+            scale = min(scale, self.box[0] / w, self.box[1] / h)
+        return max(1, round(w * scale)), max(1, round(h * scale))
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        size = self.target_size(img.size)
+        return img if size == img.size else img.resize(size, RESAMPLING[self.filter])
+
+    def describe(self) -> dict:
+        return {"type": "resize", "long_side": self.long_side,
+                "box": list(self.box) if self.box else None, "filter": self.filter}
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Apply degradations in order."""
+
+    steps: tuple
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        for step in self.steps:
+            img = step(img)
+        return img
+
+    def describe(self) -> dict:
+        return {"type": "chain", "steps": [s.describe() for s in self.steps]}
+
+
+def from_config(config: dict):
+    """Build a degradation from its ``describe()`` form (as written in training configs)."""
+    config = dict(config)
+    kind = config.pop("type")
+    if kind == "jpeg":
+        return JPEG(**config)
+    if kind == "random_jpeg":
+        return RandomJPEG(**config)
+    if kind == "webp":
+        return WebP(**config)
+    if kind == "resize":
+        box = config.pop("box", None)
+        return Resize(box=tuple(box) if box else None, **config)
+    if kind == "chain":
+        return Chain(tuple(from_config(s) for s in config["steps"]))
+    raise ValueError(f"unknown degradation {kind!r}")

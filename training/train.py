@@ -1,0 +1,239 @@
+"""The training loop: config in, checkpoints / CSV log / convergence plot / bundled model out.
+
+A run lives in its own folder (``runs/<name>`` by default) holding ``checkpoint.pt`` (model,
+optimiser, sampler RNG, step; written atomically every ``checkpoint_every`` steps and loaded with
+``weights_only=True``), ``log.csv`` and ``curve.png``. Starting the same command again resumes
+from the checkpoint, so a killed run loses at most one checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from arcnn.architectures import build
+from arcnn.evaluation import evaluate_planes
+from arcnn.registry import BUNDLED_DIR, save_model
+from training.data import PatchSampler, PairSet, build_pairs, list_images
+from training.degradations import from_config
+from training.transfer import apply_transfer, initialise
+
+LOG_FIELDS = ["step", "samples", "loss", "val_psnr", "val_ssim", "val_psnr_b", "input_psnr", "elapsed_s"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; written to TOML files in ``training/configs``."""
+
+    name: str
+    architecture: dict
+    degradation: dict
+    train_dirs: list[str] = field(default_factory=lambda: ["BSDS500/train", "BSDS500/test"])
+    val_dirs: list[str] = field(default_factory=lambda: ["BSDS500/val"])
+    variants: int = 1
+    colour: bool = False
+    steps: int = 20000
+    batch: int = 32
+    patch: int = 46
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    last_layer_lr: float | None = None
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    warmup: int = 200
+    init: str = "he"
+    init_std: float = 1e-3
+    val_every: int = 500
+    val_images: int = 20
+    checkpoint_every: int = 250
+    seed: int = 0
+    transfer: dict | None = None
+    description: str = ""
+
+    @classmethod
+    def load(cls, path: Path, **overrides: object) -> "TrainConfig":
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**raw)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, or the paper's SGD with a 10x smaller learning rate on the reconstruction layer."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    last = list(model.parameters())[-2:]
+    if cfg.last_layer_lr is not None:
+        last_ids = {id(p) for p in last}
+        groups = [
+            {"params": [p for p in params if id(p) not in last_ids], "lr": cfg.lr},
+            {"params": [p for p in params if id(p) in last_ids], "lr": cfg.last_layer_lr},
+        ]
+    else:
+        groups = [{"params": params, "lr": cfg.lr}]
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=cfg.momentum)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.schedule == "cosine":
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_plot(log_path: Path, png_path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in csv.DictReader(open(log_path)) if r["val_psnr"]]
+    if not rows:
+        return
+    samples = [int(r["samples"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(samples, [float(r["val_psnr"]) for r in rows], label="restored")
+    ax.axhline(float(rows[0]["input_psnr"]), color="gray", linestyle="--", label="JPEG input")
+    ax.set_xlabel("training samples (sub-images)")
+    ax.set_ylabel("validation PSNR (dB)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def load_data(cfg: TrainConfig, data_root: Path, radius: int) -> tuple[PatchSampler, PairSet]:
+    degradation = from_config(cfg.degradation)
+    train = build_pairs(list_images([data_root / d for d in cfg.train_dirs]), degradation,
+                        cfg.variants, cfg.colour)
+    val_paths = list_images([data_root / d for d in cfg.val_dirs])[: cfg.val_images]
+    val = build_pairs(val_paths, from_config(cfg.degradation), 1, cfg.colour)
+    return PatchSampler(train, cfg.patch, radius, cfg.seed), val
+
+
+def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None = None,
+          device: str = "auto", progress: bool = True) -> dict:
+    """Train (or resume) the run in ``run_dir``; export the final model to ``export`` if given."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = build(cfg.architecture)
+    initialise(model, cfg.init, cfg.init_std)
+    if cfg.transfer:
+        apply_transfer(model, cfg.transfer)
+    model.to(dev)
+    optimizer = make_optimizer(model, cfg)
+    sampler, val = load_data(cfg, data_root, model.radius)
+
+    step, elapsed = 0, 0.0
+    checkpoint = run_dir / "checkpoint.pt"
+    log_path = run_dir / "log.csv"
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=dev, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed = state["step"], state["elapsed"]
+    else:
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerow(LOG_FIELDS)
+
+    def validate() -> dict:
+        model.eval()
+        result = evaluate_planes(model, val.clean, val.degraded, device=str(dev))
+        model.train()
+        return result
+
+    loss_ema = None
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name, dynamic_ncols=True)
+    started = time.time() - elapsed
+    model.train()
+    while step < cfg.steps:
+        factor = lr_factor(step, cfg)
+        for g in optimizer.param_groups:
+            g["lr"] = g["base_lr"] * factor
+        x, y = sampler.sample(cfg.batch)
+        x, y = x.to(dev), y.to(dev)
+        loss = nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
+        bar.update(1)
+        row = None
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            metrics = validate()
+            row = [step, step * cfg.batch, f"{loss_ema:.6g}", f"{metrics['restored']['psnr']:.4f}",
+                   f"{metrics['restored']['ssim']:.4f}", f"{metrics['restored']['psnr_b']:.4f}",
+                   f"{metrics['input']['psnr']:.4f}", f"{time.time() - started:.0f}"]
+            bar.set_postfix(loss=f"{loss_ema:.2e}", val_psnr=f"{metrics['restored']['psnr']:.3f}")
+        elif step % 50 == 0:
+            bar.set_postfix(loss=f"{loss_ema:.2e}")
+        if row is not None:
+            with open(log_path, "a", newline="") as f:
+                csv.writer(f).writerow(row)
+            _write_plot(log_path, run_dir / "curve.png", cfg.name)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "sampler": sampler.state(), "torch_rng": torch.get_rng_state(),
+                          "step": step, "elapsed": time.time() - started}, checkpoint)
+    bar.close()
+
+    rows = list(csv.DictReader(open(log_path)))
+    final = rows[-1] if rows else {}
+    card = {
+        "name": cfg.name,
+        "description": cfg.description,
+        "trained": True,
+        "architecture": cfg.architecture,
+        "degradation": cfg.degradation,
+        "training_data": {"train": cfg.train_dirs, "val": cfg.val_dirs[:1], "val_images": cfg.val_images,
+                          "colour": cfg.colour, "variants": cfg.variants},
+        "recipe": {k: getattr(cfg, k) for k in ("optimizer", "lr", "last_layer_lr", "schedule", "batch",
+                                                "patch", "init", "seed")},
+        "transfer": cfg.transfer,
+        "steps": step,
+        "samples_seen": step * cfg.batch,
+        "wall_time_s": round(float(final.get("elapsed_s", time.time() - started))),
+        "device": str(dev),
+        "metrics": {"validation": {"psnr": float(final.get("val_psnr", "nan")),
+                                   "ssim": float(final.get("val_ssim", "nan")),
+                                   "psnr_b": float(final.get("val_psnr_b", "nan")),
+                                   "input_psnr": float(final.get("input_psnr", "nan"))}},
+    }
+    if export is not None:
+        save_model(model.cpu(), export, card)
+    return card
+
+
+def default_export(name: str) -> Path:
+    return BUNDLED_DIR / f"{name}.safetensors"

@@ -1,5 +1,216 @@
-"""CLI commands for jobs: enqueue, status, worker, run (filled in by the worker issue)."""
+"""CLI commands for bucket-scale jobs: ``enqueue``, ``status``, ``worker`` and ``run``.
+
+``run`` is the embedded default (no broker, one process); the other three are the distributed
+form of the same job, through Celery and Redis. Both select keys with :mod:`worker.listing` and
+restore them with :class:`worker.pipeline.Pipeline`, so they behave the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
 
 import click
+from tqdm import tqdm
 
-COMMANDS: list[click.Command] = []
+from arcnn.errors import ArcnnError
+from arcnn.images import EXTENSIONS
+from arcnn.settings import get_settings
+from worker.jobs import TERMINAL, JobSpec, JobStatus, JobStore
+from worker.locations import Location
+
+
+def _job_options(command: Callable) -> Callable:
+    """The options shared by ``enqueue`` and ``run`` (they describe the same job)."""
+    options = [
+        click.argument("src"),
+        click.option("--dest", required=True, help="Destination: s3://bucket/prefix or a folder."),
+        click.option("--model", default="auto", show_default=True,
+                     help="auto (by estimated JPEG quality), a bundled name, a path, or random:<spec>."),
+        click.option("--format", "fmt", type=click.Choice(list(EXTENSIONS)), default="png",
+                     show_default=True, help="Output format (and extension)."),
+        click.option("--overwrite", is_flag=True, help="Redo keys whose output is already recorded."),
+        click.option("--include", metavar="GLOB",
+                     help="Only keys (relative to SRC) matching GLOB; default: image extensions."),
+        click.option("--allow-overlap", is_flag=True, help="Allow DEST inside SRC or SRC inside DEST."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _spec(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str | None,
+          allow_overlap: bool) -> tuple[JobSpec, Location, Location]:
+    """The job, with its parsed locations; bad input is a usage error before anything starts."""
+    from worker.listing import validate
+
+    spec = JobSpec(src, dest, model, fmt, overwrite, include, allow_overlap)
+    try:
+        return (spec, *validate(spec))
+    except ArcnnError as error:
+        raise click.UsageError(str(error)) from error
+
+
+@click.command()
+@_job_options
+def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str | None,
+            allow_overlap: bool) -> None:
+    """Start a job restoring every image under SRC into DEST; prints the job id at once.
+
+    Workers list SRC page by page and queue the keys in batches, so this returns immediately
+    however large the prefix is. Follow it with `arcnn status JOB --watch`.
+    """
+    from worker.app import QUEUE, configure
+    from worker.tasks import list_job
+
+    spec, _, _ = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
+    settings = get_settings()
+    configure(settings)
+    job_id = JobStore.from_url(settings.broker_url).create(spec)
+    list_job.apply_async(args=[job_id, 0], queue=QUEUE)
+    click.echo(job_id)
+
+
+def _describe(job: JobStatus) -> str:
+    lines = [
+        f"job {job.id}: {job.state}",
+        f"  {job.spec.src} -> {job.spec.dest} (model {job.spec.model}, {job.spec.fmt})",
+        f"  total {job.total}  done {job.done}  skipped {job.skipped}  failed {job.failed}"
+        f"  ({job.progress:.1%})  {job.throughput:.2f} images/s",
+    ]
+    if job.error:
+        lines.append(f"  error: {job.error}")
+    for key, failure in job.failed_keys.items():
+        lines.append(f"  FAILED {key}: {failure['reason']}: {failure['error']}")
+    if job.failed > len(job.failed_keys):
+        lines.append(f"  ... and {job.failed - len(job.failed_keys)} more failed keys (see --json)")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB")
+@click.option("--watch", is_flag=True, help="Show a progress bar until the job ends.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(job_id: str, watch: bool, as_json: bool) -> None:
+    """Show a job: state, counts, throughput and failed keys with their reasons.
+
+    Exits 1 if the job has failed (not when single keys have: those are listed).
+    """
+    store = JobStore.from_url(get_settings().broker_url)
+
+    def fetch(limit: int = 1000) -> JobStatus:
+        try:
+            return store.status(job_id, failed_limit=limit)
+        except KeyError as error:
+            raise click.ClickException(f"no such job: {job_id}") from error
+
+    job = fetch(0)
+    if watch:
+        with tqdm(total=job.total, unit="img", desc=job.state, file=sys.stderr) as bar:
+            while True:
+                bar.total, bar.n = job.total, job.settled
+                bar.set_description(job.state, refresh=False)
+                bar.set_postfix(failed=job.failed, refresh=False)
+                bar.refresh()
+                if job.state in TERMINAL:
+                    break
+                time.sleep(0.5)
+                job = fetch(0)
+    job = fetch()
+    click.echo(json.dumps(job.as_dict(), indent=2) if as_json else _describe(job))
+    if job.state == "failed":
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--device", help="cpu, cuda, cuda:N or auto (default: ARCNN_DEVICE). Run one worker per GPU.")
+@click.option("--concurrency", type=int, default=2, show_default=True,
+              help="Batches in flight at once (threads sharing this process's one pipeline).")
+@click.option("--metrics-port", type=int, help="Prometheus port (default: ARCNN_METRICS_PORT; 0: off).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(device: str | None, concurrency: int, metrics_port: int | None, loglevel: str) -> None:
+    """Run a Celery worker: one process holding the model, a threads pool feeding its pipeline.
+
+    Why not prefork: forking after CUDA is initialised is unsafe, every child would hold its own
+    copy of the model, and Prometheus metrics would need the multiprocess mode. Threads share one
+    model and one registry; torch and PIL release the GIL where the time goes.
+    """
+    from worker import metrics
+    from worker.app import QUEUE, configure
+    from worker.pipeline import Pipeline
+    from worker.tasks import Runtime, install
+
+    settings = get_settings()
+    if device:
+        settings = dataclasses.replace(settings, device=device)
+    app = configure(settings)
+    runtime = Runtime(settings, Pipeline.from_settings(settings))
+    install(runtime)
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    if port:
+        metrics.serve(port, runtime.store, [QUEUE], runtime.pipeline.models.device)
+    app.worker_main([
+        "worker", "--pool=threads", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
+        "--queues", QUEUE, "--hostname", f"arcnn-{os.getpid()}@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ])
+
+
+@click.command()
+@_job_options
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str | None,
+        allow_overlap: bool, as_json: bool) -> None:
+    """Restore every image under SRC into DEST in this process (no broker needed).
+
+    Same selection, skipping, retries and output metadata as a queued job. Exits 1 if any key
+    failed; the failed keys and reasons are printed.
+    """
+    from worker.listing import selected
+    from worker.pipeline import Pipeline, Work
+    from worker.storage import open_storage
+
+    spec, src_location, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
+    settings = get_settings()
+    source, target = open_storage(src_location, settings), open_storage(dest_location, settings)
+    pipeline = Pipeline.from_settings(settings)
+    try:
+        pipeline.models.check(model)
+    except ArcnnError as error:
+        raise click.ClickException(str(error)) from error
+    works = (Work(source, target, obj.key, obj.etag, spec) for obj in selected(source, dest_location, spec))
+    counts: Counter[str] = Counter()
+    failures: dict[str, dict[str, str]] = {}
+    start = time.perf_counter()
+    try:
+        with tqdm(unit="img", file=sys.stderr, disable=as_json or None) as bar:
+            for result in pipeline.run(works):
+                counts[result.outcome or "skipped"] += 1
+                if result.outcome == "failed":
+                    failures[result.work.key] = {"reason": result.reason, "error": result.error}
+                bar.update()
+                bar.set_postfix(failed=counts["failed"], refresh=False)
+    except ArcnnError as error:  # the listing itself failed
+        raise click.ClickException(str(error)) from error
+    finally:
+        pipeline.close()
+    elapsed = time.perf_counter() - start
+    summary = {"total": sum(counts.values()), "done": counts["restored"], "skipped": counts["skipped"],
+               "failed": counts["failed"], "seconds": round(elapsed, 3), "failed_keys": failures}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"total {summary['total']}  done {summary['done']}  skipped {summary['skipped']}"
+                   f"  failed {summary['failed']}  in {elapsed:.1f}s")
+        for key, failure in failures.items():
+            click.echo(f"FAILED {key}: {failure['reason']}: {failure['error']}", err=True)
+    if failures:
+        sys.exit(1)
+
+
+COMMANDS: list[click.Command] = [enqueue, status, worker, run]

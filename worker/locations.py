@@ -1,0 +1,119 @@
+"""Where images come from and go to: ``s3://bucket/prefix`` or ``file:///path`` (or a plain path).
+
+A location is a *folder*: ``s3://b/photos`` means the keys under ``photos/``, never ``photos-old/``,
+which is what people expect from ``aws s3 sync`` and what makes "does DEST overlap SRC" decidable.
+Output keys are built only through :func:`output_key`, which refuses anything that could escape
+the destination, because source keys are untrusted input (an S3 key may contain ``../``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from arcnn.errors import ArcnnError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
+"""Keys picked by default (case-insensitive) when no ``--include`` glob is given."""
+
+
+class LocationError(ArcnnError):
+    """A location URL cannot be used (bad scheme, missing bucket, overlapping SRC and DEST)."""
+
+
+class UnsafeKeyError(ArcnnError):
+    """A source key would produce an output outside the destination (``..``, absolute, odd bytes)."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed location: ``scheme`` is ``s3`` or ``file``; ``prefix`` is ``""`` or ends in ``/``.
+
+    For ``file`` the folder itself is the root (``bucket``) and ``prefix`` is always ``""``.
+    """
+
+    scheme: str
+    bucket: str
+    """S3 bucket; for ``file`` the absolute root folder."""
+    prefix: str
+
+    def __str__(self) -> str:
+        if self.scheme == "s3":
+            return f"s3://{self.bucket}/{self.prefix}"
+        return f"file://{self.bucket}"
+
+    def relative(self, key: str) -> str:
+        """The part of ``key`` below this location's prefix (keys come from listing it)."""
+        if not key.startswith(self.prefix):
+            raise UnsafeKeyError(f"key {key!r} is not under {self}")
+        return key[len(self.prefix):]
+
+    def contains(self, other: Location) -> bool:
+        """True when every key of ``other`` is also under this location."""
+        if self.scheme != other.scheme:
+            return False
+        if self.scheme == "file":
+            root = self.bucket.rstrip("/") + "/"
+            return other.bucket == self.bucket or other.bucket.startswith(root)
+        return self.bucket == other.bucket and other.prefix.startswith(self.prefix)
+
+
+def parse_location(url: str) -> Location:
+    """Parse ``s3://bucket[/prefix]``, ``file:///abs/path`` or a plain (relative) path."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise LocationError(f"{url!r}: missing bucket name")
+        return Location("s3", parsed.netloc, _folder(parsed.path.lstrip("/")))
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise LocationError(f"{url!r}: file URLs must be file:///absolute/path")
+        path = unquote(parsed.path)
+    elif parsed.scheme == "" or len(parsed.scheme) == 1:  # plain path (or a Windows drive letter)
+        path = url
+    else:
+        raise LocationError(f"{url!r}: unsupported scheme {parsed.scheme!r} (use s3:// or file://)")
+    root = Path(path).expanduser().resolve()
+    return Location("file", str(root).rstrip("/") or "/", "")
+
+
+def _folder(prefix: str) -> str:
+    return prefix if prefix == "" or prefix.endswith("/") else prefix + "/"
+
+
+def check_disjoint(src: Location, dest: Location) -> None:
+    """Refuse a DEST inside SRC or SRC inside DEST: outputs would be re-read as inputs or clobber them."""
+    if src.contains(dest) or dest.contains(src):
+        raise LocationError(
+            f"destination {dest} overlaps source {src}; pass --allow-overlap if that is intended"
+        )
+
+
+def is_selected(relative_key: str, include: str | None) -> bool:
+    """Whether a listed key is work: matches ``include`` if given, else has an image suffix."""
+    if relative_key == "" or relative_key.endswith("/"):
+        return False  # folder markers
+    if include is not None:
+        return fnmatch.fnmatchcase(relative_key, include)
+    return relative_key.lower().endswith(IMAGE_SUFFIXES)
+
+
+def output_key(dest: Location, relative_key: str, extension: str) -> str:
+    """The destination key for a source key relative to SRC, with its extension replaced.
+
+    Raises :class:`UnsafeKeyError` for keys that are absolute, contain ``.``/``..``/empty segments,
+    backslashes or control characters: harmless-looking on S3, they become path traversal as soon
+    as the destination is a local folder, and there is no legitimate image key that needs them.
+    """
+    if not relative_key or relative_key.startswith("/") or "\\" in relative_key:
+        raise UnsafeKeyError(f"unsafe key {relative_key!r}")
+    if any(ord(c) < 32 or c == "\x7f" for c in relative_key):
+        raise UnsafeKeyError(f"unsafe key {relative_key!r}: control characters")
+    parts = relative_key.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise UnsafeKeyError(f"unsafe key {relative_key!r}: empty, '.' or '..' segment")
+    stem, _ = posixpath.splitext(relative_key)
+    return dest.prefix + stem + extension

@@ -1,0 +1,101 @@
+"""Prometheus metrics of a worker (names are a contract: ops' dashboards and alerts use them).
+
+A worker is one process (threads pool, see :mod:`worker.app`), so everything lives in the default
+in-process registry and :func:`serve` exposes it with prometheus-client's own HTTP server. A
+prefork pool would need ``PROMETHEUS_MULTIPROCESS_DIR`` and a multiprocess collector, and custom
+collectors do not work there at all; that is one reason the worker does not use prefork.
+
+Per-job progress and queue depth are not counted here but read from Redis at scrape time by
+custom collectors, so every worker reports the same, exact, cluster-wide numbers (ops should
+aggregate those with ``max`` by job, not ``sum``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import redis
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from worker.jobs import JobStore
+
+log = logging.getLogger(__name__)
+
+IMAGES_PROCESSED = Counter(
+    "arcnn_images_processed", "Images handled by this worker, by outcome and model.",
+    ["outcome", "model"],
+)
+IMAGE_FAILURES = Counter(
+    "arcnn_image_failures", "Images failed by this worker, by reason.", ["reason"],
+)
+PIXELS_PROCESSED = Counter(
+    "arcnn_pixels_processed", "Pixels of restored images (width x height).", ["model"],
+)
+BYTES_READ = Counter("arcnn_bytes_read", "Bytes fetched from source storage.")
+BYTES_WRITTEN = Counter("arcnn_bytes_written", "Bytes uploaded to destination storage.")
+STAGE_DURATION = Histogram(
+    "arcnn_stage_duration_seconds", "Time per image in each pipeline stage.", ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+IMAGES_IN_FLIGHT = Gauge("arcnn_images_in_flight", "Images between fetch and upload.")
+MODEL_LOAD_SECONDS = Gauge("arcnn_model_load_seconds", "Time taken to load each model.", ["model"])
+DEVICE_INFO = Gauge("arcnn_device_info", "Inference device of this worker (value is 1).", ["device"])
+
+STAGES = ("fetch", "decode", "infer", "encode", "upload")
+
+
+class JobCollector(Collector):
+    """``arcnn_job_images{job,state}`` and ``arcnn_job_progress_ratio{job}`` from the job store.
+
+    Only unfinished jobs and those finished within the last hour are exported, which bounds the
+    label cardinality however many jobs have ever run.
+    """
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        images = GaugeMetricFamily("arcnn_job_images", "Keys of a job by state.", labels=["job", "state"])
+        progress = GaugeMetricFamily(
+            "arcnn_job_progress_ratio", "Fraction of a job's listed keys with an outcome.", labels=["job"]
+        )
+        try:
+            jobs = self.store.recent()
+        except redis.RedisError as error:  # a scrape must not fail because Redis is restarting
+            log.warning("job metrics unavailable: %s", error)
+            jobs = []
+        for job in jobs:
+            for state in ("total", "done", "skipped", "failed"):
+                images.add_metric([job.id, state], getattr(job, state))
+            progress.add_metric([job.id], job.progress)
+        yield images
+        yield progress
+
+
+class QueueCollector(Collector):
+    """``arcnn_queue_depth{queue}``: messages waiting in the Celery queue (a Redis list)."""
+
+    def __init__(self, client: redis.Redis, queues: list[str]) -> None:
+        self.client = client
+        self.queues = queues
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("arcnn_queue_depth", "Messages waiting in a queue.", labels=["queue"])
+        for queue in self.queues:
+            try:
+                depth.add_metric([queue], self.client.llen(queue))
+            except redis.RedisError as error:
+                log.warning("queue depth unavailable: %s", error)
+        yield depth
+
+
+def serve(port: int, store: JobStore, queues: list[str], device: str) -> None:
+    """Register the Redis-backed collectors and start the HTTP endpoint (in a daemon thread)."""
+    DEVICE_INFO.labels(device=device).set(1)
+    REGISTRY.register(JobCollector(store))
+    REGISTRY.register(QueueCollector(store.redis, queues))
+    start_http_server(port)
+    log.info("metrics on :%d/metrics", port)

@@ -1,0 +1,137 @@
+"""Celery tasks: ``arcnn.list_job`` streams a listing into the queue, ``arcnn.restore_batch``
+restores one batch of keys through the process's :class:`~worker.pipeline.Pipeline`.
+
+Listing is split into short tasks of :data:`LIST_CHUNK` batches, each queueing its own
+continuation *behind* the batches it sent. That gives backpressure for free (the queue holds at
+most about one chunk of batches, however many millions of keys the prefix has) and keeps every
+task far shorter than the visibility timeout, so a live lister is never redelivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import lru_cache
+
+import redis
+
+from arcnn.errors import ArcnnError
+from arcnn.settings import Settings, get_settings
+from worker.app import QUEUE, app
+from worker.jobs import TERMINAL, JobSpec, JobStore
+from worker.listing import selected, validate
+from worker.pipeline import Pipeline, PoisonError, Settled, Work
+from worker.storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+
+LIST_CHUNK = 20
+"""Batches one listing task sends before handing over to its continuation."""
+
+
+class Runtime:
+    """What a worker process holds for its whole life: settings, job store, pipeline, models."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline | None = None) -> None:
+        self.settings = settings
+        self.store = JobStore.from_url(settings.broker_url)
+        self.pipeline = pipeline or Pipeline.from_settings(settings)
+
+    @lru_cache(maxsize=64)  # noqa: B019 (one Runtime per process; specs never change)
+    def job(self, job_id: str) -> tuple[JobSpec, Storage, Storage]:
+        spec = self.store.spec(job_id)
+        src, dest = validate(spec)
+        return spec, open_storage(src, self.settings), open_storage(dest, self.settings)
+
+    def list_chunk(self, job_id: str, from_batch: int) -> None:
+        """Send up to :data:`LIST_CHUNK` batches from the recorded cursor, then a continuation."""
+        listed, continued_at = self.store.listing_position(job_id)
+        if listed or continued_at > from_batch:
+            return  # stale redelivery: the listing finished or a continuation was already queued
+        if self.store.status(job_id, failed_limit=0).state in TERMINAL:
+            return
+        try:
+            spec, source, dest = self.job(job_id)
+            if from_batch == 0:
+                self.pipeline.models.check(spec.model)  # fail the job now if the model cannot load
+            sent, cursor = self.store.list_cursor(job_id)
+            batch: list[list[str]] = []
+            for obj in selected(source, dest.location, spec, start_after=cursor):
+                batch.append([obj.key, obj.etag])
+                if len(batch) == self.settings.list_batch:
+                    self._send(job_id, sent, batch)
+                    sent, batch = sent + 1, []
+                    if sent - from_batch >= LIST_CHUNK:
+                        list_job.apply_async(args=[job_id, sent], queue=QUEUE)
+                        self.store.continued(job_id, sent)
+                        return
+            if batch:
+                self._send(job_id, sent, batch)
+        except (ArcnnError, KeyError) as error:  # bad location, listing failed, no such model
+            log.error("job %s failed: %s", job_id, error)
+            self.store.fail(job_id, str(error))
+            return
+        self.store.listing_done(job_id)
+
+    def _send(self, job_id: str, batch_no: int, batch: list[list[str]]) -> None:
+        """Queue first, count second: a crash in between re-sends (harmless), never loses."""
+        restore_batch.apply_async(args=[job_id, batch_no, batch], queue=QUEUE)
+        self.store.batch_sent(job_id, batch_no, len(batch), batch[-1][0])
+
+    def restore(self, job_id: str, batch_no: int, items: list[list[str]]) -> None:
+        """Restore one batch and record each outcome; the batch is closed only when all are in."""
+        spec, source, dest = self.job(job_id)
+
+        def gate(index: int) -> None:
+            starts = self.store.begin(job_id, batch_no, index)
+            if starts < 0:
+                raise Settled
+            if starts > self.settings.max_deliveries:
+                raise PoisonError(f"started {starts - 1} times without finishing (worker lost each time)")
+
+        works = [
+            Work(source, dest, key, etag, spec, job_id, gate=lambda i=i: gate(i), tag=i)
+            for i, (key, etag) in enumerate(items)
+        ]
+        for result in self.pipeline.run(works):
+            if result.outcome is not None:
+                self.store.record(job_id, batch_no, result.work.tag, result.work.key,
+                                  result.outcome, result.reason, result.error)
+        self.store.finish_batch(job_id, batch_no)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def install(runtime: Runtime) -> None:
+    """Set the process's runtime (``arcnn worker`` does, so models load before tasks arrive)."""
+    global _runtime
+    _runtime = runtime
+
+
+def runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime(get_settings())
+        return _runtime
+
+
+_RETRY = {
+    "autoretry_for": (redis.RedisError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": None,
+}
+"""Redis unreachable for longer than the client's own retries: try the task again later."""
+
+
+@app.task(name="arcnn.list_job", **_RETRY)
+def list_job(job_id: str, from_batch: int = 0) -> None:
+    runtime().list_chunk(job_id, from_batch)
+
+
+@app.task(name="arcnn.restore_batch", **_RETRY)
+def restore_batch(job_id: str, batch_no: int, items: list[list[str]]) -> None:
+    runtime().restore(job_id, batch_no, items)

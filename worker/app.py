@@ -5,7 +5,8 @@
   batch is fully recorded, so a worker that dies mid-batch leaves it to be redelivered.
 - ``visibility_timeout`` (``ARCNN_VISIBILITY_TIMEOUT``): how long Redis waits for the ack before
   redelivering to another worker. It must exceed the longest batch, or live batches get redone
-  (harmless for correctness, since recording is idempotent, but wasted work).
+  (harmless for correctness, since recording is idempotent, but wasted work). Live workers sweep
+  for expired messages every ``min(10, timeout/5)`` seconds.
 - ``worker_prefetch_multiplier=1``: a worker reserves only what it runs, so a dying worker strands
   little and idle workers are not starved.
 - Broker connection retries forever: when Redis restarts, workers wait and reconnect.
@@ -35,6 +36,11 @@ def configure(settings: Settings) -> Celery:
         broker_connection_max_retries=None,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
+            # Sweep for expired unacked messages every ~1/5 of the timeout (kombu's default is
+            # every 100 s whatever the timeout), so redelivery follows the timeout closely.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 5)),
+            "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": 30,
             "socket_connect_timeout": 5,
             "socket_timeout": 30,
             "retry_on_timeout": True,

@@ -16,7 +16,9 @@ import logging
 from collections.abc import Iterator
 
 import redis
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -94,7 +96,10 @@ class QueueCollector(Collector):
 
 def serve(port: int, store: JobStore, queues: list[str], device: str) -> None:
     """Register the Redis-backed collectors and start the HTTP endpoint (in a daemon thread)."""
+    disable_created_metrics()  # the *_created series only double the scrape size
     DEVICE_INFO.labels(device=device).set(1)
+    for stage in STAGES:  # export every stage from the start, not only once it has been timed
+        STAGE_DURATION.labels(stage=stage)
     REGISTRY.register(JobCollector(store))
     REGISTRY.register(QueueCollector(store.redis, queues))
     start_http_server(port)

@@ -266,7 +266,9 @@ class Pipeline:
         if not work.spec.overwrite:
             recorded = retrying(lambda: work.dest.metadata(out_key), retries, backoff)
             if recorded is not None and recorded.get(META_ETAG) == work.etag:
-                self._finish(work, "skipped", model=recorded.get(META_MODEL, ""))
+                # Written by this very job (a worker died before recording it): it was restored.
+                same_job = bool(work.job_id) and recorded.get(META_JOB) == work.job_id
+                self._finish(work, "restored" if same_job else "skipped", model=recorded.get(META_MODEL, ""))
                 return None
         with _timed("fetch"):
             data, etag = retrying(lambda: work.source.get(work.key), retries, backoff)

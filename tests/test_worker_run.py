@@ -1,0 +1,83 @@
+"""``arcnn run``: the embedded job (no broker), on local folders and on S3 over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from worker_support import BUCKET, MODEL, base_env, bucket, cli, jpeg, s3  # noqa: F401 (fixtures)
+
+
+def _env(**overrides: str) -> dict[str, str]:
+    return base_env("redis://127.0.0.1:1/0", "http://127.0.0.1:1", **overrides)  # neither is used
+
+
+def _tree(root: Path) -> None:
+    for i, name in enumerate(["a.jpg", "sub/b.JPG", "sub/deep/c.jpeg"]):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(jpeg(i))
+    (root / "notes.txt").write_text("not an image, not selected")
+    (root / "broken.jpg").write_bytes(jpeg(7)[:300])
+
+
+def test_run_local_mirrors_tree_skips_done_and_overwrites(tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    _tree(src)
+    first = cli(_env(), "run", f"file://{src}", "--dest", str(dest), "--model", MODEL, "--json", check=False)
+    assert first.returncode == 1  # one key failed
+    summary = json.loads(first.stdout)
+    assert (summary["total"], summary["done"], summary["skipped"], summary["failed"]) == (4, 3, 0, 1)
+    assert summary["failed_keys"]["broken.jpg"]["reason"] == "bad_image"
+    outputs = sorted(str(p.relative_to(dest)) for p in dest.rglob("*.png"))
+    assert outputs == ["a.png", "sub/b.png", "sub/deep/c.png"]
+    assert Image.open(dest / "sub/deep/c.png").size == (48, 40)
+    meta = json.loads((dest / ".arcnn-meta/a.png.json").read_text())
+    assert meta["arcnn-model"] == MODEL and meta["arcnn-source-size"] == str((src / "a.jpg").stat().st_size)
+
+    again = json.loads(cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--json",
+                           check=False).stdout)
+    assert (again["done"], again["skipped"], again["failed"]) == (0, 3, 1)
+
+    (src / "a.jpg").write_bytes(jpeg(42))  # a changed source is redone even without --overwrite
+    changed = json.loads(cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--json",
+                             check=False).stdout)
+    assert (changed["done"], changed["skipped"]) == (1, 2)
+
+    forced = json.loads(cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--json",
+                            "--overwrite", "--format", "webp", "--include", "sub/*", check=False).stdout)
+    assert (forced["total"], forced["done"]) == (2, 2)
+    assert (dest / "sub/b.webp").exists() and not (dest / "a.webp").exists()
+
+
+def test_run_refuses_overlap_unless_asked(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    refused = cli(_env(), "run", str(src), "--dest", str(src / "out"), "--model", MODEL, check=False)
+    assert refused.returncode == 2 and "overlaps" in refused.stderr
+    allowed = cli(_env(), "run", str(src), "--dest", str(src / "out"), "--model", MODEL,
+                  "--allow-overlap", "--json", check=False)
+    assert json.loads(allowed.stdout)["done"] == 3
+    rerun = json.loads(cli(_env(), "run", str(src), "--dest", str(src / "out"), "--model", MODEL,
+                           "--allow-overlap", "--json", check=False).stdout)
+    assert rerun["total"] == 4  # its own outputs under src/out are never picked up as inputs
+
+
+def test_run_s3_to_s3_over_http(bucket) -> None:  # noqa: F811
+    for i in range(5):
+        bucket.put(f"in/{i}.jpg", jpeg(i))
+    bucket.put("in-other/x.jpg", jpeg(9))  # a sibling prefix, not under in/
+    env = base_env("redis://127.0.0.1:1/0", bucket.url)
+    result = json.loads(cli(env, "run", f"s3://{BUCKET}/in", "--dest", f"s3://{BUCKET}/out",
+                            "--model", MODEL, "--format", "jpeg", "--json").stdout)
+    assert (result["total"], result["done"]) == (5, 5)
+    assert bucket.keys("out/") == [f"out/{i}.jpg" for i in range(5)]
+    head = bucket.head("out/3.jpg")
+    source = bucket.head("in/3.jpg")
+    assert head["ContentType"] == "image/jpeg"
+    assert head["Metadata"]["arcnn-source-etag"] == source["ETag"].strip('"')
+    assert head["Metadata"]["arcnn-model"] == MODEL
+    again = json.loads(cli(env, "run", f"s3://{BUCKET}/in", "--dest", f"s3://{BUCKET}/out",
+                           "--model", MODEL, "--format", "jpeg", "--json").stdout)
+    assert (again["done"], again["skipped"]) == (0, 5)

@@ -1,0 +1,138 @@
+"""Building blocks of the worker, each against the real thing (a real Redis for the job store)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from arcnn.settings import Settings
+from worker.jobs import JobSpec, JobStore
+from worker.locations import (
+    LocationError, UnsafeKeyError, check_disjoint, is_selected, output_key, parse_location,
+)
+from worker.storage import LocalStorage, TransientStorageError, retrying
+from worker_support import redis_server  # noqa: F401 (fixture)
+
+
+def test_parse_locations() -> None:
+    s3 = parse_location("s3://bucket/some/prefix")
+    assert (s3.scheme, s3.bucket, s3.prefix) == ("s3", "bucket", "some/prefix/")
+    assert parse_location("s3://bucket").prefix == ""
+    assert parse_location("file:///tmp/x").bucket == "/tmp/x"
+    assert parse_location("relative/dir").bucket == str(Path("relative/dir").resolve())
+    for bad in ("s3:///nobucket", "http://example.com/x", "file://host/x"):
+        with pytest.raises(LocationError):
+            parse_location(bad)
+
+
+def test_output_keys_mirror_and_refuse_escapes() -> None:
+    dest = parse_location("s3://out/restored")
+    assert output_key(dest, "a/b/photo.JPG", ".png") == "restored/a/b/photo.png"
+    assert output_key(dest, "noext", ".webp") == "restored/noext.webp"
+    for unsafe in ("../x.jpg", "a/../../x.jpg", "/etc/x.jpg", "a//x.jpg", "./x.jpg", "a\\..\\x.jpg",
+                   "a/\x00.jpg", ""):
+        with pytest.raises(UnsafeKeyError):
+            output_key(dest, unsafe, ".png")
+
+
+def test_overlap_is_refused_both_ways_but_siblings_are_fine(tmp_path: Path) -> None:
+    with pytest.raises(LocationError):
+        check_disjoint(parse_location("s3://b/in"), parse_location("s3://b/in/out"))
+    with pytest.raises(LocationError):
+        check_disjoint(parse_location("s3://b/in/sub"), parse_location("s3://b/in"))
+    with pytest.raises(LocationError):
+        check_disjoint(parse_location(str(tmp_path)), parse_location(f"file://{tmp_path}/out"))
+    check_disjoint(parse_location("s3://b/in"), parse_location("s3://b/in-restored"))
+    check_disjoint(parse_location("s3://b/in"), parse_location("s3://other/in"))
+    check_disjoint(parse_location(f"{tmp_path}/in"), parse_location(f"{tmp_path}/in2"))
+
+
+def test_selection_defaults_to_images_and_honours_include() -> None:
+    assert is_selected("a/b.JPG", None) and is_selected("x.webp", None)
+    assert not is_selected("notes.txt", None) and not is_selected("folder/", None)
+    assert is_selected("raw/x.dat", "raw/*") and not is_selected("a/b.jpg", "raw/*")
+
+
+def test_local_listing_is_s3_ordered_and_resumable(tmp_path: Path) -> None:
+    names = ["a-b.jpg", "a/b.jpg", "a/c/d.jpg", "a0.jpg", "b.jpg", ".arcnn-meta/x.json"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    storage = LocalStorage(parse_location(str(tmp_path)))
+    keys = [obj.key for obj in storage.list()]
+    assert keys == sorted(n for n in names if not n.startswith(".arcnn-meta"))  # byte order, like S3
+    assert [obj.key for obj in storage.list(start_after="a/b.jpg")] == ["a/c/d.jpg", "a0.jpg", "b.jpg"]
+
+
+def test_retrying_retries_transient_errors_only_up_to_the_limit() -> None:
+    calls = []
+
+    def flaky() -> str:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise TransientStorageError("503")
+        return "ok"
+
+    assert retrying(flaky, retries=3, backoff=0.01) == "ok" and len(calls) == 3
+    attempts = []
+
+    def down() -> None:
+        attempts.append(1)
+        raise TransientStorageError("503")
+
+    with pytest.raises(TransientStorageError):
+        retrying(down, retries=2, backoff=0.01)
+    assert len(attempts) == 3  # first try + 2 retries
+
+
+def test_settings_add_worker_fields_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARCNN_RETRY_BACKOFF", "0.25")
+    monkeypatch.setenv("ARCNN_VISIBILITY_TIMEOUT", "7")
+    settings = Settings.from_env()
+    assert settings.retry_backoff == 0.25 and settings.visibility_timeout == 7
+
+
+def test_job_counts_are_exact_under_redelivery(redis_server) -> None:  # noqa: F811
+    """A batch processed twice (worker lost after some records) counts each key once."""
+    store = JobStore.from_url(redis_server.url)
+    job = store.create(JobSpec("s3://b/in", "s3://b/out"))
+    assert store.batch_sent(job, 0, 3, "k2") and not store.batch_sent(job, 0, 3, "k2")  # resent
+    assert store.batch_sent(job, 1, 1, "k3")
+    store.listing_done(job)
+    # first delivery: two keys recorded, then the worker dies
+    assert store.begin(job, 0, 0) == 1 and store.record(job, 0, 0, "k0", "restored")
+    assert store.begin(job, 0, 1) == 1 and store.record(job, 0, 1, "k1", "failed", "bad_image", "x")
+    assert store.begin(job, 0, 2) == 1
+    # redelivery: settled keys are refused, the unfinished one is on its second start
+    assert store.begin(job, 0, 0) == -1 and not store.record(job, 0, 0, "k0", "skipped")
+    assert store.begin(job, 0, 2) == 2 and store.record(job, 0, 2, "k2", "restored")
+    assert store.finish_batch(job, 0) and not store.finish_batch(job, 0)
+    assert store.status(job).state == "running"
+    assert store.begin(job, 1, 0) == 1 and store.record(job, 1, 0, "k3", "skipped")
+    assert store.finish_batch(job, 1)
+    status = store.status(job)
+    assert (status.state, status.total, status.done, status.skipped, status.failed) == ("done", 4, 2, 1, 1)
+    assert status.failed_keys == {"k1": {"reason": "bad_image", "error": "x"}}
+    assert store.begin(job, 0, 1) == -1  # a finished batch is one bit: everything in it is settled
+    assert not store.redis.exists(f"arcnn:job:{job}:b:0")  # per-key state freed with the batch
+    assert store.redis.ttl(f"arcnn:job:{job}") > 0  # finished jobs expire
+
+
+def test_empty_job_is_done_when_listing_ends(redis_server) -> None:  # noqa: F811
+    store = JobStore.from_url(redis_server.url)
+    job = store.create(JobSpec("s3://b/in", "s3://b/out"))
+    store.listing_done(job)
+    assert store.status(job).state == "done" and store.status(job).progress == 1.0
+
+
+def test_local_outputs_are_atomic_with_metadata(tmp_path: Path) -> None:
+    storage = LocalStorage(parse_location(str(tmp_path)))
+    storage.put("a/b.png", b"png", "png", {"arcnn-source-etag": "e1"})
+    assert (tmp_path / "a/b.png").read_bytes() == b"png"
+    assert storage.metadata("a/b.png") == {"arcnn-source-etag": "e1"}
+    assert storage.metadata("a/missing.png") is None
+    assert not [p for p in tmp_path.rglob("*.part")]
+    assert sorted(os.listdir(tmp_path)) == [".arcnn-meta", "a"]

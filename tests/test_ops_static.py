@@ -512,3 +512,35 @@ def test_dashboard_covers_the_issue():
             for y in range(g["y"], g["y"] + g["h"]):
                 assert (x, y) not in cells, f"panel {p['title']!r} overlaps another"
                 cells.add((x, y))
+
+
+# --- multi-host files ---------------------------------------------------------------------
+
+def test_worker_node_file_agrees_with_the_main_stack(services, env, monkeypatch):
+    filled = dict(env, HEAD_ADDRESS="10.0.0.10", NODE_ADDRESS="10.0.0.11")
+    node = interpolate(load_yaml(OPS / "compose.worker-node.yml"), filled)["services"]["worker"]
+    e = environment(node)
+    settings = setting_names()
+    assert {k for k in e if k.startswith("ARCNN_")} <= settings
+    assert {k for k in e if not k.startswith("ARCNN_")} <= ALLOWED_ENV["worker"]
+    main = environment(services["worker"])
+    # Same settings as a worker of the main stack, but pointing at the head node.
+    assert set(e) == set(main)
+    for key in e:
+        if key not in ("ARCNN_BROKER_URL", "ARCNN_S3_ENDPOINT_URL"):
+            assert e[key] == main[key], key
+    for key in list(e):
+        monkeypatch.setenv(key, e[key])
+    s = Settings.from_env()
+    assert urlparse(s.broker_url).hostname == "10.0.0.10" and urlparse(s.broker_url).port == 6379
+    assert urlparse(s.s3_endpoint_url).hostname == "10.0.0.10" and urlparse(s.s3_endpoint_url).port == 9000
+    # Metrics published on the node's private address for the head's Prometheus.
+    host, host_port, container_port = node["ports"][0].rsplit(":", 2)
+    assert host == "10.0.0.11" and container_port == e["ARCNN_METRICS_PORT"] == "9808"
+    assert node["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0"]
+    assert node["command"] == services["worker"]["command"]
+    assert node["build"]["context"] == ".." and (OPS / node["build"]["context"] / node["build"]["dockerfile"]).is_file()
+
+    head = load_yaml(OPS / "compose.head.yml")["services"]
+    assert set(head) == {"redis"} and head["redis"]["ports"][0].endswith(":6379:6379")
+    assert head["redis"]["ports"][0].startswith("${BIND_ADDRESS:?")

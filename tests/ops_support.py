@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -205,6 +204,3 @@ def contract_names() -> set[str]:
         text.append(f"# TYPE {name} {kind}")
     return exposition_names("\n".join(text))
 
-
-def python() -> str:
-    return sys.executable

@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -41,42 +36,7 @@ from ops_support import (
 pytestmark = pytest.mark.timeout(300)
 
 N_IMAGES = 32
-LIST_BATCH = 4
-"""Keys per queued message, small so that both workers get batches."""
-MODEL = "random:9-7-1-5"
 SRC_BUCKET, DEST_BUCKET = "fullstack-src", "fullstack-dest"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, what: str, timeout: float, procs=(), interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        for p, log in procs:
-            if p.poll() is not None:
-                raise AssertionError(f"{what}: process exited with {p.returncode}:\n{tail(log)}")
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as error:  # noqa: BLE001 (retry until the deadline)
-            last = error
-        time.sleep(interval)
-    logs = "\n".join(f"--- {log.name}\n{tail(log)}" for _, log in procs)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})\n{logs}")
-
-
-def tail(path: Path, n: int = 4000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""
 
 
 def http_get(url: str, timeout: float = 5) -> bytes:
@@ -84,57 +44,15 @@ def http_get(url: str, timeout: float = 5) -> bytes:
         return r.read()
 
 
-def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+def _answers(url: str) -> bool:
+    try:
+        return bool(http_get(url))
+    except OSError:
+        return False
 
 
 class Stack:
-    """Processes of the test stack; every one started here is stopped by :meth:`close`."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.procs: list[tuple[subprocess.Popen, Path]] = []
-        self.closers = []
-
-    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
-        log = self.tmp / f"{name}.log"
-        out = log.open("wb")
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
-        out.close()
-        self.procs.append((proc, log))
-        return proc, log
-
-    def close(self) -> None:
-        for proc, _ in reversed(self.procs):
-            stop(proc)
-        for closer in reversed(self.closers):
-            closer()
-
-
-def arcnn(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    exe = shutil.which("arcnn", path=str(Path(sys.executable).parent)) or "arcnn"
-    return subprocess.run([exe, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
-
-
-def make_jpeg(i: int) -> bytes:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(i)
-    h, w = 40 + (i % 3) * 8, 48 + (i % 4) * 8
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([(x * 5 + i * 7) % 256, (y * 6) % 256, ((x + y) * 3) % 256], axis=-1)
-    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype("uint8")
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "JPEG", quality=15)
-    return buf.getvalue()
+    """Handles of the running stack, for the tests."""
 
 
 @pytest.fixture(scope="module")
@@ -146,53 +64,40 @@ def stack(tmp_path_factory):
 
     if not {"worker", "enqueue", "status"} <= set(main.commands):
         pytest.skip("arcnn worker/enqueue/status are not there yet (worker issue)")
-    import boto3
-    from moto.server import ThreadedMotoServer
+    # The worker tests' real components: our own redis-server, moto's S3 server over HTTP,
+    # `arcnn worker` subprocesses.
+    from worker_support import S3, MODEL, RedisServer, WorkerProcess, base_env, free_port, jpeg, wait_for
 
     tmp = tmp_path_factory.mktemp("fullstack")
-    s = Stack(tmp)
+    s = Stack()
+    s.model, s.wait_for = MODEL, wait_for
+    cleanup = []
     try:
-        # Redis: the broker and job store, no persistence (a throwaway test instance).
-        redis_port = free_port()
-        redis = s.start("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                                  "--save", "", "--appendonly", "no", "--dir", str(tmp)])
-        import redis as redis_client
-
-        wait_for(lambda: redis_client.Redis(port=redis_port).ping(), "redis", 20, [redis])
-
-        # S3 over HTTP: moto's server in a thread of this process.
-        s3_port = free_port()
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
-        moto.start()
-        s.closers.append(moto.stop)
-        endpoint = f"http://127.0.0.1:{s3_port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")
-        s3.create_bucket(Bucket=SRC_BUCKET)
-        s3.create_bucket(Bucket=DEST_BUCKET)
-        sources = {}
-        for i in range(N_IMAGES):
+        redis = RedisServer(tmp / "redis")
+        redis.start()
+        cleanup.append(redis.stop)
+        s3 = S3()
+        cleanup.append(s3.stop)
+        s.sources = {}
+        for bucket in (SRC_BUCKET, DEST_BUCKET):
+            s3.client.create_bucket(Bucket=bucket)
+        for i in range(N_IMAGES):   # a few sizes, so tiling and pixel counts vary
             key = f"photos/img_{i:03d}.jpg"
-            sources[key] = make_jpeg(i)
-            s3.put_object(Bucket=SRC_BUCKET, Key=key, Body=sources[key], ContentType="image/jpeg")
+            s.sources[key] = jpeg(i, width=48 + (i % 4) * 8, height=40 + (i % 3) * 8, quality=15)
+            s3.put(key, s.sources[key], bucket=SRC_BUCKET)
+        s.s3 = s3.client
+        s.env = base_env(redis.url, s3.url)
 
-        env = {
-            **CREDENTIALS,
-            "ARCNN_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "ARCNN_S3_ENDPOINT_URL": endpoint,
-            "ARCNN_DEVICE": "cpu",
-            "ARCNN_TORCH_THREADS": "1",
-            "ARCNN_LIST_BATCH": str(LIST_BATCH),
-            "ARCNN_MAX_RETRIES": "2",
-        }
-
-        # Two workers, each with its own metrics port (as two containers or two hosts would).
-        metrics_ports = [free_port(), free_port()]
-        workers = []
-        for n, port in enumerate(metrics_ports):
-            workers.append(s.start(f"worker{n}", [shutil.which("arcnn", path=str(Path(sys.executable).parent)),
-                                                  "worker", "--device", "cpu", "--concurrency", "1"],
-                                   env={**env, "ARCNN_METRICS_PORT": str(port)}))
+        # Two workers, each with its own metrics port (as two containers or two hosts would),
+        # with the compose file's concurrency.
+        s.metrics_ports = [free_port(), free_port()]
+        s.workers = []
+        for n, port in enumerate(s.metrics_ports):
+            w = WorkerProcess(dict(s.env, ARCNN_METRICS_PORT=str(port)), tmp / f"worker{n}.log", port, concurrency=2)
+            cleanup.append(w.stop)
+            s.workers.append(w)
+        for w in s.workers:
+            w.wait_ready(120)
 
         # Prometheus: the shipped config and alert rules, with the compose network's DNS
         # discovery replaced by the two loopback targets, a 1 s scrape, its own storage.
@@ -202,22 +107,33 @@ def stack(tmp_path_factory):
         config["global"].update(scrape_interval="1s", evaluation_interval="1s")
         worker_job = next(j for j in config["scrape_configs"] if j["job_name"] == "arcnn-worker")
         del worker_job["dns_sd_configs"]
-        worker_job["static_configs"] = [{"targets": [f"127.0.0.1:{p}" for p in metrics_ports]}]
+        worker_job["static_configs"] = [{"targets": [f"127.0.0.1:{p}" for p in s.metrics_ports]}]
         config["scrape_configs"] = [worker_job]
         (prom_dir / "prometheus.yml").write_text(json.dumps(config))
         prom_port = free_port()
-        prometheus = s.start("prometheus", [
-            "prometheus", f"--config.file={prom_dir / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=1h",
-        ])
-        prom_url = f"http://127.0.0.1:{prom_port}"
-        wait_for(lambda: http_get(prom_url + "/-/ready"), "prometheus ready", 60, [prometheus])
+        prom_log = (tmp / "prometheus.log").open("wb")
+        prometheus = subprocess.Popen(
+            ["prometheus", f"--config.file={prom_dir / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=1h"],
+            stdout=prom_log, stderr=subprocess.STDOUT, start_new_session=True)
 
-        s.env, s.s3, s.sources, s.prom_url, s.metrics_ports = env, s3, sources, prom_url, metrics_ports
-        s.workers = workers
+        def stop_prometheus():
+            prometheus.terminate()
+            try:
+                prometheus.wait(20)
+            except subprocess.TimeoutExpired:
+                prometheus.kill()
+                prometheus.wait(5)
+            prom_log.close()
+
+        cleanup.append(stop_prometheus)
+        s.prom_url = f"http://127.0.0.1:{prom_port}"
+        wait_for(lambda: prometheus.poll() is None and _answers(s.prom_url + "/-/ready"), 60, 0.3,
+                 "prometheus ready")
         yield s
     finally:
-        s.close()
+        for stop in reversed(cleanup):
+            stop()
 
 
 def prom_query(stack: Stack, expr: str) -> list[dict]:
@@ -229,28 +145,28 @@ def prom_query(stack: Stack, expr: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def finished_job(stack):
-    # Both workers are up and scraped before the job starts, so both can take batches.
-    wait_for(lambda: len([r for r in prom_query(stack, 'up{job="arcnn-worker"} == 1')]) == 2,
-             "prometheus scraping both workers", 150, stack.workers)
+    from worker_support import cli, status_json
 
+    # Both workers are scraped before the job starts, so both can take batches.
+    stack.wait_for(lambda: len(prom_query(stack, 'up{job="arcnn-worker"} == 1')) == 2, 60, 0.5,
+                   "prometheus scraping both workers")
     stack.enqueued_at = time.time()
-    r = arcnn("enqueue", f"s3://{SRC_BUCKET}/photos/", "--dest", f"s3://{DEST_BUCKET}/photos/",
-              "--model", MODEL, env=stack.env)
-    assert r.returncode == 0, r.stdout + r.stderr
+    r = cli(stack.env, "enqueue", f"s3://{SRC_BUCKET}/photos/", "--dest", f"s3://{DEST_BUCKET}/photos/",
+            "--model", stack.model)
     job_id = r.stdout.strip().splitlines()[-1]     # enqueue prints the job id
     assert re.fullmatch(r"[\w-]+", job_id), f"no job id in enqueue output: {r.stdout!r}"
 
-    def done():
-        st = arcnn("status", job_id, "--json", env=stack.env, timeout=60)
-        assert st.returncode in (0, 1, 2), st.stderr
-        status = json.loads(st.stdout)
-        if status["state"] in ("done", "failed"):
-            return status
-        return None
+    def finished():
+        for w in stack.workers:
+            assert w.process.poll() is None, f"worker exited:\n{w.log()}"
+        status = status_json(stack.env, job_id)       # `arcnn status JOB --json`
+        return status if status["state"] in ("done", "failed") else None
 
-    status = wait_for(done, f"job {job_id} to finish", 180, stack.workers, interval=1)
-    # Two more scrapes so Prometheus has the final counters.
-    time.sleep(3)
+    try:
+        status = stack.wait_for(finished, 180, 1, f"job {job_id}")
+    except TimeoutError:
+        raise AssertionError("\n".join(f"--- worker {i}\n{w.log()[-3000:]}" for i, w in enumerate(stack.workers)))
+    time.sleep(3)   # three more scrapes, so Prometheus has the final counters
     return job_id, status
 
 

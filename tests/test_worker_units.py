@@ -13,6 +13,7 @@ from worker.jobs import JobSpec, JobStore
 from worker.locations import (
     LocationError, UnsafeKeyError, check_disjoint, is_selected, output_key, parse_location,
 )
+from worker.metrics import JobCollector, QueueCollector
 from worker.storage import LocalStorage, TransientStorageError, retrying
 from worker_support import redis_server  # noqa: F401 (fixture)
 
@@ -136,3 +137,21 @@ def test_local_outputs_are_atomic_with_metadata(tmp_path: Path) -> None:
     assert storage.metadata("a/missing.png") is None
     assert not [p for p in tmp_path.rglob("*.part")]
     assert sorted(os.listdir(tmp_path)) == [".arcnn-meta", "a"]
+
+
+def test_queue_depth_and_job_progress_are_read_from_redis(redis_server) -> None:  # noqa: F811
+    client = redis_server.client()
+    client.delete("depth-test")
+    client.rpush("depth-test", "a", "b", "c")
+    store = JobStore.from_url(redis_server.url)
+    job = store.create(JobSpec("s3://b/in", "s3://b/out"))
+    store.batch_sent(job, 0, 4, "k3")
+    store.begin(job, 0, 0)
+    store.record(job, 0, 0, "k0", "restored")
+    families = {f.name: f for f in [*QueueCollector(client, ["depth-test"]).collect(),
+                                    *JobCollector(store).collect()]}
+    assert [s.value for s in families["arcnn_queue_depth"].samples] == [3]
+    progress = {s.labels["job"]: s.value for s in families["arcnn_job_progress_ratio"].samples}
+    assert progress[job] == 0.25
+    images = {(s.labels["job"], s.labels["state"]): s.value for s in families["arcnn_job_images"].samples}
+    assert images[(job, "total")] == 4 and images[(job, "done")] == 1

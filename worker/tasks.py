@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 
 import redis
+from celery import Celery, Task
+from celery.exceptions import InvalidTaskError
+from celery.worker.strategy import default as default_strategy
 
 from arcnn.errors import ArcnnError
 from arcnn.settings import Settings, get_settings
@@ -118,20 +122,40 @@ def runtime() -> Runtime:
         return _runtime
 
 
-_RETRY = {
+def guarded_strategy(task: Task, app: Celery, consumer: object, **kwargs: object) -> Callable:
+    """Celery's default message strategy, except that a message of the wrong shape is dropped.
+
+    Valid JSON that is not a task body (e.g. a list of four items) makes Celery's default
+    strategy raise a plain ``ValueError``, which Celery treats as *unrecoverable*: the worker
+    stops, the message is restored, and the next worker dies the same way, forever. Re-raised
+    as ``InvalidTaskError``, Celery logs it and discards the message instead.
+    """
+    handle = default_strategy(task, app, consumer, **kwargs)
+
+    def guarded(*args: object, **kw: object) -> object:
+        try:
+            return handle(*args, **kw)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
+            raise InvalidTaskError(f"malformed {task.name} message: {error!r}") from error
+
+    return guarded
+
+
+_OPTIONS = {
+    "Strategy": "worker.tasks:guarded_strategy",
+    # Redis unreachable for longer than the client's own retries: try the task again later.
     "autoretry_for": (redis.RedisError,),
     "retry_backoff": 2,
     "retry_backoff_max": 60,
     "max_retries": None,
 }
-"""Redis unreachable for longer than the client's own retries: try the task again later."""
 
 
-@app.task(name="arcnn.list_job", **_RETRY)
+@app.task(name="arcnn.list_job", **_OPTIONS)
 def list_job(job_id: str, from_batch: int = 0) -> None:
     runtime().list_chunk(job_id, from_batch)
 
 
-@app.task(name="arcnn.restore_batch", **_RETRY)
+@app.task(name="arcnn.restore_batch", **_OPTIONS)
 def restore_batch(job_id: str, batch_no: int, items: list[list[str]]) -> None:
     runtime().restore(job_id, batch_no, items)

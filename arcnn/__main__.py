@@ -1,0 +1,5 @@
+"""``python -m arcnn`` is the ``arcnn`` command."""
+
+from arcnn.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""Decoding and encoding images safely, at the edge between bytes and pixels.
+
+Everything that can be wrong with an input (empty, truncated, not an image, a decompression
+bomb) becomes a :class:`~arcnn.errors.BadImageError` with a readable reason, so callers can fail
+one file and carry on. Decoding applies the EXIF orientation (the pixels a viewer shows are the
+ones we restore) and keeps EXIF and ICC data so that :func:`encode_image` can write them back.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from arcnn.errors import BadImageError
+from arcnn.quality import estimate_quality
+
+EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+"""Output format -> file extension."""
+
+_PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+
+
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Bytes -> loaded, upright PIL image; ``info['jpeg_quality']`` holds the estimated quality.
+
+    The pixel limit is checked from the header, before any pixel is decoded, and Pillow's own
+    bomb protection is set to the same limit as a second line of defence.
+    """
+    if not data:
+        raise BadImageError("empty file (0 bytes)")
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > max_pixels:
+                raise BadImageError(f"image is {width}x{height} = {width * height} pixels, over the "
+                                    f"limit of {max_pixels} (ARCNN_MAX_PIXELS)")
+            quality = estimate_quality(getattr(img, "quantization", None)) if img.format == "JPEG" else None
+            source_format = img.format
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except BadImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImageError(f"image is over the limit of {max_pixels} pixels (ARCNN_MAX_PIXELS); "
+                            f"decompression bomb refused: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise BadImageError("not an image (format not recognised)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadImageError(f"corrupt or truncated image: {exc}") from exc
+    img.info["jpeg_quality"] = quality
+    img.info["source_format"] = source_format
+    return img
+
+
+def read_image(path: Path, max_pixels: int) -> Image.Image:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise BadImageError(f"cannot read {path}: {exc.strerror}") from exc
+    return decode_image(data, max_pixels)
+
+
+def _encodable(img: Image.Image, fmt: str) -> Image.Image:
+    """Convert to a mode the format can store (JPEG has no alpha; only PNG has 16 bits)."""
+    if fmt == "jpeg" and img.mode not in ("L", "RGB"):
+        return img.convert("L" if img.mode in ("LA", "I;16", "I") else "RGB")
+    if fmt == "webp" and img.mode not in ("RGB", "RGBA"):
+        return img.convert("RGBA" if "A" in img.mode else "RGB")
+    return img
+
+
+def encode_image(img: Image.Image, fmt: str = "png", source: Image.Image | None = None) -> bytes:
+    """Encode losslessly (PNG) or at high quality (JPEG 95 4:4:4, WebP 95), keeping EXIF and ICC."""
+    if fmt not in _PIL_FORMAT:
+        raise ValueError(f"unknown output format {fmt!r}: use one of {', '.join(_PIL_FORMAT)}")
+    info = (source or img).info
+    params: dict[str, object] = {}
+    if info.get("icc_profile"):
+        params["icc_profile"] = info["icc_profile"]
+    if info.get("exif"):
+        params["exif"] = info["exif"]
+    if fmt == "jpeg":
+        params.update(quality=95, subsampling=0)
+    elif fmt == "webp":
+        params.update(quality=95)
+    buffer = io.BytesIO()
+    _encodable(img, fmt).save(buffer, format=_PIL_FORMAT[fmt], **params)
+    return buffer.getvalue()

@@ -1,0 +1,118 @@
+"""Restoring whole images: mode handling, colour, model choice, around the tiled engine.
+
+Only luminance is restored by the network (it is trained on Y). Colour images are taken to the
+JPEG/JFIF YCbCr space, the one their decoder came from; Y is restored and Cb/Cr are passed
+through by default (``chroma="restore"`` runs the same model on them too; docs/colour.md has the
+measurement behind the default). Alpha is copied untouched. Palette, CMYK and other modes are
+converted to RGB(A); 16-bit grayscale is restored at 16-bit precision.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from arcnn.colour import rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
+from arcnn.errors import NoWeightsError
+from arcnn.registry import bundled, load_named
+from arcnn.settings import get_settings
+from arcnn.tiling import restore_plane
+
+_QUALITY_MODEL = re.compile(r"^jpeg-q(\d+)$")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but no CUDA device is available")
+    return torch.device(device)
+
+
+def nearest_quality_model(quality: int | None, names: list[str]) -> str | None:
+    """The ``jpeg-qN`` model whose N is nearest ``quality`` (ties go to the lower quality)."""
+    if quality is None:
+        return None
+    candidates = [(int(m.group(1)), n) for n in names if (m := _QUALITY_MODEL.match(n))]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (abs(c[0] - quality), c[0]))[1]
+
+
+class Restorer:
+    """Holds loaded models and restores PIL images with them."""
+
+    def __init__(self, model: str = "auto", device: str = "auto", tile: int = 512,
+                 batch_size: int = 4, chroma: str = "passthrough") -> None:
+        if chroma not in ("passthrough", "restore"):
+            raise ValueError("chroma must be 'passthrough' or 'restore'")
+        self.default = model
+        self.device = str(resolve_device(device))
+        self.tile, self.batch_size, self.chroma = tile, batch_size, chroma
+        self._models: dict[str, nn.Module] = {}
+        self.cards: dict[str, dict] = {}
+
+    @classmethod
+    def load(cls, model: str = "auto", device: str = "auto", tile: int = 512, batch_size: int = 4,
+             chroma: str = "passthrough") -> "Restorer":
+        """Build a restorer and load its fixed model now (``auto`` loads per image, on demand)."""
+        restorer = cls(model, device, tile, batch_size, chroma)
+        if model != "auto":
+            restorer.model(model)
+        return restorer
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self._models)
+
+    def model(self, name: str) -> nn.Module:
+        if name not in self._models:
+            net, card = load_named(name)
+            self._models[name] = net.to(self.device).eval()
+            self.cards[name] = card
+        return self._models[name]
+
+    def choose_model(self, img: Image.Image) -> str:
+        """The model for this image: the fixed one, or for ``auto`` the nearest-quality one."""
+        if self.default != "auto":
+            return self.default
+        names = list(bundled())
+        if not names:
+            raise NoWeightsError("no trained weights are bundled with this installation; "
+                                 "train one with `arcnn train --config training/configs/jpeg-q10.toml`")
+        chosen = nearest_quality_model(img.info.get("jpeg_quality"), names)
+        return chosen or get_settings().default_model
+
+    def _plane(self, net: nn.Module, plane: np.ndarray) -> np.ndarray:
+        return restore_plane(net, plane, self.tile, self.batch_size, self.device)
+
+    def restore(self, img: Image.Image, model: str | None = None) -> Image.Image:
+        """Restore one image; output has the input's mode family and keeps EXIF/ICC info."""
+        net = self.model(model or self.choose_model(img))
+        mode = img.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I"):
+            plane = np.asarray(img, dtype=np.float64)
+            scale = 257.0 if mode.startswith("I;16") or plane.max() > 255 else 1.0
+            restored = self._plane(net, plane / scale) * scale
+            out = Image.fromarray(np.clip(np.floor(restored + 0.5), 0, 65535).astype(np.uint16))
+        elif mode in ("1", "L", "LA"):
+            planes = np.asarray(img.convert("LA"))
+            y = to_uint8(self._plane(net, planes[..., 0]))
+            out = Image.fromarray(y) if mode != "LA" else Image.fromarray(np.dstack([y, planes[..., 1]]), "LA")
+        else:
+            has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
+            rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
+            ycc = rgb_to_ycbcr(rgba[..., :3])
+            channels = range(3) if self.chroma == "restore" else range(1)
+            for c in channels:
+                ycc[..., c] = self._plane(net, ycc[..., c])
+            rgb = to_uint8(ycbcr_to_rgb(ycc))
+            out = Image.fromarray(np.dstack([rgb, rgba[..., 3]]) if has_alpha else rgb,
+                                  "RGBA" if has_alpha else "RGB")
+        out.info = {k: v for k, v in img.info.items() if k in ("exif", "icc_profile", "dpi")}
+        return out

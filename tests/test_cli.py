@@ -1,0 +1,65 @@
+"""The ``arcnn restore`` / ``eval`` / ``models`` commands, run as a user would."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+ARCNN = [sys.executable, "-m", "arcnn"]
+MODEL = ["--model", "random:9-7-1-5"]
+
+
+def run(*args, **kw):
+    return subprocess.run([*ARCNN, *args], capture_output=True, text=True, **kw)
+
+
+def _jpeg(path, mode="RGB", size=(40, 33), quality=20):
+    arr = np.random.default_rng(len(str(path))).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).convert(mode).save(path, "JPEG", quality=quality)
+
+
+def test_restore_folder_skips_bad_files_and_fails_exit_code(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _jpeg(src / "a.jpg")
+    _jpeg(src / "gray.jpg", mode="L")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (src / "empty.png").write_bytes(b"")
+    result = run("restore", str(src), "-o", str(tmp_path / "out"), *MODEL, "--tile", "16")
+    assert result.returncode == 1
+    assert "broken.jpg" in result.stderr and "empty.png" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "gray.png"]
+    assert Image.open(tmp_path / "out" / "gray.png").mode == "L"
+    assert Image.open(tmp_path / "out" / "a.png").size == (40, 33)
+
+
+def test_restore_all_good_exits_zero_with_format(tmp_path):
+    _jpeg(tmp_path / "x.jpg")
+    result = run("restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), *MODEL, "--format", "webp")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "o" / "x.webp").format == "WEBP"
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    _jpeg(tmp_path / "x.jpg")
+    result = run("restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--model", "nope")
+    assert result.returncode != 0 and "unknown model 'nope'" in result.stderr
+
+
+def test_eval_input_only_json(tmp_path):
+    import json
+
+    for i in range(2):
+        _jpeg(tmp_path / f"{i}.jpg", size=(48, 40), quality=95)
+    result = run("eval", str(tmp_path), "--quality", "10", "--model", "none", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["images"] == 2 and 15 < data["input"]["psnr"] < 40
+
+
+def test_models_lists_bundled_or_says_none():
+    result = run("models")
+    assert result.returncode == 0
+    assert result.stdout.strip()

@@ -1,0 +1,25 @@
+"""Colour transforms."""
+
+import numpy as np
+import pytest
+
+from arcnn.colour import rgb_to_studio_y, rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
+
+
+def test_ycbcr_round_trip():
+    rgb = np.random.default_rng(0).uniform(0, 255, (20, 20, 3))
+    assert np.allclose(ycbcr_to_rgb(rgb_to_ycbcr(rgb)), rgb, atol=1e-9)
+
+
+def test_jfif_reference_values():
+    assert rgb_to_ycbcr(np.array([255.0, 255, 255])) == pytest.approx([255, 128, 128])
+    assert rgb_to_ycbcr(np.array([255.0, 0, 0])) == pytest.approx([76.245, 84.972, 255.5], abs=1e-3)
+
+
+def test_studio_range_matches_matlab():
+    assert rgb_to_studio_y(np.array([0.0, 0, 0])) == pytest.approx(16)
+    assert rgb_to_studio_y(np.array([255.0, 255, 255])) == pytest.approx(235)
+
+
+def test_to_uint8_rounds_half_up_and_clips():
+    assert to_uint8(np.array([-3, 0.5, 1.49, 254.5, 300])).tolist() == [0, 1, 1, 255, 255]

@@ -1,0 +1,109 @@
+"""Whole-image restoration: modes, colour, alpha, EXIF/ICC, bad input."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from arcnn.errors import BadImageError
+from arcnn.images import decode_image, encode_image
+from arcnn.restoration import Restorer
+
+RNG = np.random.default_rng(0)
+RGB = Image.fromarray(RNG.integers(0, 256, (30, 41, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def restorer():
+    return Restorer.load("random:9-7-1-5", device="cpu", tile=16)
+
+
+def _png(img, **kw):
+    buf = io.BytesIO()
+    img.save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode,expected", [("L", "L"), ("LA", "LA"), ("RGB", "RGB"), ("RGBA", "RGBA"),
+                                           ("P", "RGB"), ("I;16", "I;16"), ("1", "L")])
+def test_modes(restorer, mode, expected):
+    img = decode_image(_png(RGB.convert(mode)), 10**6)
+    out = restorer.restore(img)
+    assert out.mode == expected and out.size == img.size
+
+
+def test_cmyk_jpeg_becomes_rgb(restorer):
+    buf = io.BytesIO()
+    RGB.convert("CMYK").save(buf, "JPEG", quality=50)
+    assert restorer.restore(decode_image(buf.getvalue(), 10**6)).mode == "RGB"
+
+
+def test_alpha_passes_through_untouched(restorer):
+    rgba = RGB.copy()
+    alpha = RNG.integers(0, 256, (30, 41), dtype=np.uint8)
+    rgba.putalpha(Image.fromarray(alpha))
+    out = restorer.restore(decode_image(_png(rgba), 10**6))
+    assert np.array_equal(np.asarray(out)[..., 3], alpha)
+
+
+def test_chroma_passthrough_keeps_cb_cr(restorer):
+    """With a model that changes Y only, Cb/Cr of the output are those of the input."""
+    from arcnn.colour import rgb_to_ycbcr
+
+    smooth = Image.fromarray(np.full((24, 24, 3), (200, 60, 90), np.uint8))
+    out = restorer.restore(smooth)
+    a, b = rgb_to_ycbcr(np.asarray(smooth, float)), rgb_to_ycbcr(np.asarray(out, float))
+    assert np.abs(a[..., 1:] - b[..., 1:]).max() < 1.5
+
+
+def test_restores_y_not_identity():
+    """A trained-like model (residual, non-zero) really changes the luminance."""
+    r = Restorer.load("random:9-1-5", device="cpu")
+    net = r.model("random:9-1-5")
+    for p in net.parameters():
+        p.data.normal_(0, 0.05)
+    out = np.asarray(r.restore(RGB.convert("L")), int)
+    assert np.abs(out - np.asarray(RGB.convert("L"), int)).max() > 0
+
+
+def test_exif_orientation_applied_and_metadata_kept(restorer):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    exif[0x010F] = "arcnn-test-camera"
+    icc = b"fake-icc-profile-bytes"
+    buf = io.BytesIO()
+    RGB.save(buf, "JPEG", quality=30, exif=exif.tobytes(), icc_profile=icc)
+    img = decode_image(buf.getvalue(), 10**6)
+    assert img.size == (30, 41)  # upright: width and height swapped
+    assert img.info["jpeg_quality"] == 30
+    out = restorer.restore(img)
+    for fmt in ("png", "jpeg", "webp"):
+        back = Image.open(io.BytesIO(encode_image(out, fmt, source=img)))
+        assert back.size == (30, 41)
+        assert back.info.get("icc_profile") == icc
+        assert back.getexif().get(0x010F) == "arcnn-test-camera"
+        assert back.getexif().get(0x0112, 1) in (1, None)  # orientation already applied
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"", "empty"),
+    (b"this is not an image at all", "not an image"),
+])
+def test_bad_input_is_a_clear_error(data, reason):
+    with pytest.raises(BadImageError, match=reason):
+        decode_image(data, 10**6)
+
+
+def test_truncated_is_a_clear_error():
+    buf = io.BytesIO()
+    RGB.save(buf, "JPEG", quality=80)
+    with pytest.raises(BadImageError, match="truncated|corrupt"):
+        decode_image(buf.getvalue()[: len(buf.getvalue()) // 2], 10**6)
+
+
+def test_pixel_limit_checked_before_decoding():
+    big = _png(Image.new("L", (3000, 3000)))
+    with pytest.raises(BadImageError, match="over the limit"):
+        decode_image(big, 1_000_000)
+    assert decode_image(big, 10_000_000).size == (3000, 3000)

@@ -1,0 +1,109 @@
+"""Failures mid-job: a worker SIGKILLed, Redis restarted, a key that kills every worker.
+
+Each runs a real job through real ``arcnn worker`` subprocesses, Redis and the S3 server, with a
+short ``ARCNN_VISIBILITY_TIMEOUT`` so that redelivery happens within seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from worker_support import (  # noqa: F401 (fixtures)
+    BUCKET, MODEL, RedisServer, base_env, bucket, cli, jpeg, s3, wait_for, wait_job, workers,
+)
+from worker.jobs import JobStore
+
+VISIBILITY = 4
+
+
+def _enqueue(env: dict[str, str], dest: str = "out") -> str:
+    return cli(env, "enqueue", f"s3://{BUCKET}/in", "--dest", f"s3://{BUCKET}/{dest}",
+               "--model", MODEL).stdout.strip()
+
+
+def _progress(broker_url: str, job_id: str) -> int:
+    try:
+        return JobStore.from_url(broker_url).status(job_id, failed_limit=0).settled
+    except Exception:  # noqa: BLE001 (Redis may be restarting)
+        return 0
+
+
+def _task_ids(log: str, event: str) -> set[str]:
+    return set(re.findall(rf"Task arcnn\.restore_batch\[([0-9a-f-]+)\] {event}", log))
+
+
+@pytest.fixture
+def redis_for_test(tmp_path: Path):
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_sigkilled_worker_loses_nothing_and_counts_stay_exact(bucket, workers, redis_for_test) -> None:  # noqa: F811
+    n = 40
+    for i in range(n):
+        bucket.put(f"in/{i:03d}.jpg", jpeg(i, width=96, height=96))
+    env = base_env(redis_for_test.url, bucket.url, ARCNN_VISIBILITY_TIMEOUT=str(VISIBILITY))
+    victim, survivor = workers(env), workers(env)
+    victim.wait_ready(), survivor.wait_ready()
+    job_id = _enqueue(env)
+    wait_for(lambda: _progress(redis_for_test.url, job_id) >= 6, 60, 0.05, "job under way")
+    client = redis_for_test.client()
+    victim.kill()
+    killed_at = time.monotonic()
+    held = client.hlen("unacked")  # the victim's reserved batches (and the survivor's current ones)
+    status = wait_job(redis_for_test.url, job_id, timeout=90)
+    assert (status["state"], status["total"], status["done"], status["skipped"], status["failed"]) == \
+        ("done", n, n, 0, 0)
+    assert bucket.keys("out/") == [f"out/{i:03d}.png" for i in range(n)]
+    assert held >= 1 and client.hlen("unacked") == 0
+    assert time.monotonic() - killed_at < VISIBILITY + 60
+    # the batches the victim had received but not finished were redelivered to the survivor
+    unfinished = _task_ids(victim.log(), "received") - _task_ids(victim.log(), "succeeded")
+    assert unfinished and unfinished <= _task_ids(survivor.log(), "received")
+
+
+def test_redis_restart_mid_job_workers_reconnect_and_finish(bucket, workers, redis_for_test) -> None:  # noqa: F811
+    n = 32
+    for i in range(n):
+        bucket.put(f"in/{i:03d}.jpg", jpeg(i, width=96, height=96))
+    env = base_env(redis_for_test.url, bucket.url, ARCNN_VISIBILITY_TIMEOUT=str(VISIBILITY))
+    worker = workers(env).wait_ready()
+    job_id = _enqueue(env)
+    wait_for(lambda: _progress(redis_for_test.url, job_id) >= 4, 60, 0.05, "job under way")
+    redis_for_test.stop()  # SIGTERM: Redis writes its append-only file and exits
+    time.sleep(2)
+    redis_for_test.start()  # same port, same data directory
+    assert _progress(redis_for_test.url, job_id) < n  # it really was mid-job
+    status = wait_job(redis_for_test.url, job_id, timeout=120)
+    assert (status["state"], status["total"], status["done"], status["skipped"], status["failed"]) == \
+        ("done", n, n, 0, 0)
+    assert bucket.keys("out/") == [f"out/{i:03d}.png" for i in range(n)]
+    assert worker.process.poll() is None  # the same worker, reconnected
+    assert "Connection to broker lost" in worker.log()
+
+
+def test_a_key_that_kills_its_worker_is_failed_as_poison_not_retried_forever(bucket, workers, redis_for_test) -> None:  # noqa: F811
+    """The key is started, its worker dies (SIGKILL), the batch is redelivered; with
+    ``ARCNN_MAX_DELIVERIES=1`` the second start fails the key as poison instead of processing it."""
+    for i in range(3):
+        bucket.put(f"in/a{i}.jpg", jpeg(i))
+    bucket.put("in/z-killer.jpg", jpeg(9, width=1200, height=1200))  # slow enough to be killed in flight
+    env = base_env(redis_for_test.url, bucket.url, ARCNN_VISIBILITY_TIMEOUT="3", ARCNN_MAX_DELIVERIES="1",
+                   ARCNN_LIST_BATCH="1")
+    first = workers(env, concurrency=1).wait_ready()
+    job_id = _enqueue(env)
+    client = redis_for_test.client()
+    wait_for(lambda: client.hlen(f"arcnn:job:{job_id}:attempts") >= 1 and
+             _progress(redis_for_test.url, job_id) == 3, 60, 0.02, "the killer key in flight")
+    first.kill()
+    workers(env, concurrency=1).wait_ready()
+    status = wait_job(redis_for_test.url, job_id, timeout=60)
+    assert (status["state"], status["total"], status["done"], status["failed"]) == ("done", 4, 3, 1)
+    assert status["failed_keys"]["in/z-killer.jpg"]["reason"] == "poison"
+    assert bucket.keys("out/") == ["out/a0.png", "out/a1.png", "out/a2.png"]

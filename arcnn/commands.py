@@ -56,11 +56,16 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
         raise click.ClickException("no input images found")
     outdir.mkdir(parents=True, exist_ok=True)
     failed: list[tuple[Path, str]] = []
+    written: set[Path] = set()
     for path in tqdm(files, disable=len(files) < 2, unit="img", desc="restoring"):
+        target = outdir / f"{path.stem}{EXTENSIONS[fmt]}"
         try:
+            if target in written:
+                raise ArcnnError(f"output {target.name} already written from another input with that stem")
             img = read_image(path, settings.max_pixels)
             out = restorer.restore(img)
-            (outdir / f"{path.stem}{EXTENSIONS[fmt]}").write_bytes(encode_image(out, fmt, source=img))
+            target.write_bytes(encode_image(out, fmt, source=img))
+            written.add(target)
         except NoWeightsError as exc:
             raise click.ClickException(str(exc)) from exc
         except ArcnnError as exc:

@@ -1,0 +1,142 @@
+"""Transfer: configs copy and freeze the declared layers; experiments run arms x seeds and report."""
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from arcnn.architectures import build
+from arcnn.registry import save_model
+from training.train import TrainConfig, train
+from training.transfer import conv_layers
+from training.transfer_experiments import (
+    Experiment, markdown_table, plot, run_experiment, samples_to_reach, summarise,
+)
+
+CONFIGS = Path(__file__).parents[1] / "training" / "configs"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 3), ("val", 2)):
+        (root / split).mkdir()
+        for i in range(n):
+            yy, xx = np.mgrid[0:80, 0:80]
+            base = 128 + 60 * np.sin(xx / (5 + i)) + 40 * np.cos(yy / 7)
+            img = np.clip(base[..., None] + rng.normal(0, 5, (80, 80, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / split / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A 'trained' base: a shallow 9-7-1-5 with distinctive weights, saved like a bundled model."""
+    torch.manual_seed(5)
+    model = build({"type": "convnet", "spec": "9-7-1-5", "residual": True})
+    path = tmp_path_factory.mktemp("base") / "base.safetensors"
+    save_model(model, path, {"name": "base"})
+    return model, path
+
+
+def _cfg(**kw) -> TrainConfig:
+    fields = dict(name="t", architecture={"type": "convnet", "spec": "9-7-3-1-5", "residual": True},
+                  degradation={"type": "jpeg", "quality": 10}, train_dirs=["train"], val_dirs=["val"],
+                  steps=4, batch=4, patch=16, lr=1e-2, warmup=1, val_every=4, val_images=1, checkpoint_every=4)
+    fields.update(kw)
+    return TrainConfig(**fields)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_transfer_config_copies_then_freezes_or_fine_tunes(data_root, base, tmp_path, freeze):
+    torch.set_num_threads(1)
+    model, path = base
+    cfg = _cfg(transfer={"base": str(path), "layers": [0, 1], "freeze": freeze})
+    train(cfg, data_root, tmp_path / "run", export=tmp_path / "m.safetensors", progress=False)
+    from arcnn.registry import load_model
+
+    trained, card = load_model(tmp_path / "m.safetensors")
+    assert card["transfer"]["layers"] == [0, 1] and card["config"]["spec"] == "9-7-3-1-5"
+    src, dst = conv_layers(model), conv_layers(trained)
+    for i in (0, 1):
+        # frozen: bit-identical to the base after training; fine-tuned: started there, then moved
+        assert torch.equal(dst[i].weight, src[i].weight) is freeze
+        assert torch.allclose(dst[i].weight, src[i].weight, atol=0.05)
+
+
+def test_transfer_rejects_layers_that_do_not_fit(data_root, base, tmp_path):
+    _, path = base
+    cfg = _cfg(transfer={"base": str(path), "layers": [2]})  # 1x1x32x16 into 3x3x32x16
+    with pytest.raises(ValueError, match="layer 2"):
+        train(cfg, data_root, tmp_path / "run", progress=False)
+
+
+def test_shipped_experiments_declare_valid_runs():
+    for path in sorted((CONFIGS / "transfer").glob("*.toml")):
+        exp = Experiment.load(path)
+        assert len(exp.seeds) >= 2 and len(exp.arms) >= 3
+        for arm in exp.arms:
+            cfg = exp.config(arm, exp.seeds[0])
+            assert cfg.steps * cfg.batch <= 16_000 and cfg.val_images <= 10
+            if cfg.transfer:
+                assert cfg.transfer["base"].startswith("jpeg-q") and not cfg.transfer.get("freeze")
+    platform = Experiment.load(CONFIGS / "transfer" / "standard-to-platform.toml")
+    cfg = platform.config(platform.arms[0], 1)
+    assert cfg.colour and cfg.degradation["type"] == "chain"
+    with open(CONFIGS / "platform.toml", "rb") as f:
+        assert tomllib.load(f)["transfer"]["base"] == "nearest"
+
+
+def test_samples_to_reach_interpolates():
+    log = [{"samples": 100, "psnr": 27.0}, {"samples": 200, "psnr": 28.0}, {"samples": 300, "psnr": 29.0}]
+    assert samples_to_reach(log, 26.0) == 100
+    assert samples_to_reach(log, 28.5) == 250
+    assert samples_to_reach(log, 30.0) is None
+
+
+def test_experiment_runs_arms_and_seeds_then_reports(data_root, base, tmp_path):
+    torch.set_num_threads(1)
+    _, path = base
+    spec = f"""
+title = "tiny"
+seeds = [1, 2]
+[common]
+architecture = {{ type = "convnet", spec = "9-7-1-5", residual = true }}
+degradation = {{ type = "jpeg", quality = 10 }}
+train_dirs = ["train"]
+val_dirs = ["val"]
+steps = 4
+batch = 4
+patch = 16
+warmup = 1
+val_every = 2
+val_images = 1
+[[arm]]
+name = "transfer"
+label = "layer 1 of base"
+transfer = {{ base = "{path}", layers = [0] }}
+[[arm]]
+name = "scratch"
+init = "gaussian"
+"""
+    (tmp_path / "tiny.toml").write_text(spec)
+    exp = Experiment.load(tmp_path / "tiny.toml")
+    runs = tmp_path / "runs"
+    run_experiment(exp, data_root, runs)
+    assert sorted(p.name for p in (runs / "tiny").iterdir()) == [
+        "scratch-s1", "scratch-s2", "transfer-s1", "transfer-s2"]
+    mtime = (runs / "tiny" / "scratch-s1" / "log.csv").stat().st_mtime
+    run_experiment(exp, data_root, runs)  # finished runs are skipped, not retrained
+    assert (runs / "tiny" / "scratch-s1" / "log.csv").stat().st_mtime == mtime
+    summary = summarise(exp, runs)
+    scratch = summary["arms"]["scratch"]
+    assert summary["threshold"] == pytest.approx(np.mean(list(scratch["final"].values())))
+    assert scratch["samples"] == {1: 16, 2: 16}
+    table = markdown_table(summary)
+    assert "| layer 1 of base | 16 |" in table and "| scratch | 16 |" in table
+    plot(exp, summary, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000

@@ -1,0 +1,330 @@
+"""Platform profiles: what a platform does to an upload, as a declarative file, and its models.
+
+A profile (``training/profiles/<name>.toml``) names a resize rule, one encode and optional
+re-encode passes; :func:`load_profile` validates it strictly (a typo must not silently train the
+wrong model) and :meth:`Profile.degradation` turns it into the :class:`~training.degradations.Chain`
+that :func:`training.data.make_pair` applies to RGB ground truth. Resizing is applied to the
+target too, so a platform model learns to undo the codec, not to super-resolve.
+
+:func:`platform_config` builds the training config for ``arcnn train --platform``: a recipe
+(``training/configs/platform.toml``) plus the profile's degradation plus a transfer from the
+standard model whose JPEG artifacts are as strong as the platform's (:func:`equivalent_quality`).
+:func:`evaluate_platform` reports degraded input vs. standard models vs. the platform model on a
+held-out folder put through the profile (``python -m training.platforms eval ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+from PIL import Image
+
+from arcnn.errors import NoWeightsError
+from arcnn.metrics import psnr
+from training.degradations import JPEG, RESAMPLING, SUBSAMPLING, Chain, Resize, WebP
+from training.data import list_images, make_pair
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+PLATFORM_RECIPE = Path(__file__).parent / "configs" / "platform.toml"
+CODECS = ("jpeg", "webp")
+RESIZE_RULES = ("none", "long_side", "box")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file and the offending key."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    assumptions: tuple[str, ...]
+    resize: Resize | None
+    passes: tuple[JPEG | WebP, ...]
+    source: Path
+
+    def degradation(self) -> Chain:
+        """Resize (if any), the encode, then each re-encode pass, in that order."""
+        return Chain(((self.resize,) if self.resize else ()) + self.passes)
+
+    def describe(self) -> dict:
+        """JSON form written into model cards, so a card says exactly what it was trained for."""
+        return {"name": self.name, "description": self.description, "assumptions": list(self.assumptions),
+                "degradation": self.degradation().describe()}
+
+
+def _check_keys(where: str, table: dict, allowed: set[str], required: set[str] = frozenset()) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    missing = sorted(required - set(table))
+    if missing:
+        raise ProfileError(f"{where}: missing key(s) {', '.join(missing)}")
+
+
+def _positive_int(where: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ProfileError(f"{where}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _parse_resize(where: str, table: dict | None) -> Resize | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ProfileError(f"{where}: expected a table")
+    _check_keys(where, table, {"rule", "long_side", "box", "filter"}, {"rule"})
+    rule, filt = table["rule"], table.get("filter", "bicubic")
+    if rule not in RESIZE_RULES:
+        raise ProfileError(f"{where}.rule: {rule!r} is not one of {', '.join(RESIZE_RULES)}")
+    if filt not in RESAMPLING:
+        raise ProfileError(f"{where}.filter: {filt!r} is not one of {', '.join(RESAMPLING)}")
+    expected = {"none": set(), "long_side": {"long_side"}, "box": {"box"}}[rule]
+    given = {k for k in ("long_side", "box") if k in table}
+    if given != expected:
+        need = " and ".join(sorted(expected)) or "neither long_side nor box"
+        raise ProfileError(f"{where}: rule {rule!r} takes {need}")
+    if rule == "none":
+        return None
+    if rule == "long_side":
+        return Resize(long_side=_positive_int(f"{where}.long_side", table["long_side"]), filter=filt)
+    box = table["box"]
+    if not isinstance(box, list) or len(box) != 2:
+        raise ProfileError(f"{where}.box: expected [width, height], got {box!r}")
+    return Resize(box=(_positive_int(f"{where}.box", box[0]), _positive_int(f"{where}.box", box[1])),
+                  filter=filt)
+
+
+def _parse_encode(where: str, table: object) -> JPEG | WebP:
+    if not isinstance(table, dict):
+        raise ProfileError(f"{where}: expected a table with codec and quality")
+    codec = table.get("codec")
+    if codec not in CODECS:
+        raise ProfileError(f"{where}.codec: {codec!r} is not one of {', '.join(CODECS)}")
+    allowed = {"codec", "quality", "subsampling"} if codec == "jpeg" else {"codec", "quality"}
+    if codec == "webp" and "subsampling" in table:
+        raise ProfileError(f"{where}.subsampling: lossy WebP is always 4:2:0; remove the key")
+    _check_keys(where, table, allowed, {"quality"})
+    quality = table["quality"]
+    if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
+        raise ProfileError(f"{where}.quality: expected an integer 1-100, got {quality!r}")
+    if codec == "webp":
+        return WebP(quality)
+    subsampling = table.get("subsampling", "4:2:0")
+    if subsampling not in SUBSAMPLING:
+        raise ProfileError(f"{where}.subsampling: {subsampling!r} is not one of {', '.join(SUBSAMPLING)}")
+    return JPEG(quality, subsampling)
+
+
+def parse_profile(raw: dict, source: Path) -> Profile:
+    """Validate a profile's TOML content; every problem is a :class:`ProfileError` naming the key."""
+    where = str(source)
+    _check_keys(where, raw, {"name", "description", "assumptions", "resize", "encode", "reencode"}, {"encode"})
+    name = raw.get("name", source.stem)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ProfileError(f"{where}.name: {name!r} must be lower-case letters, digits and dashes "
+                           "(it names the model platform-<name>)")
+    assumptions = raw.get("assumptions", [])
+    if not isinstance(assumptions, list) or not all(isinstance(a, str) for a in assumptions):
+        raise ProfileError(f"{where}.assumptions: expected a list of strings")
+    reencode = raw.get("reencode", [])
+    if not isinstance(reencode, list):
+        raise ProfileError(f"{where}.reencode: expected an array of tables ([[reencode]])")
+    passes = (_parse_encode(f"{where}.encode", raw["encode"]),
+              *(_parse_encode(f"{where}.reencode[{i}]", t) for i, t in enumerate(reencode)))
+    return Profile(name, str(raw.get("description", "")), tuple(assumptions),
+                   _parse_resize(f"{where}.resize", raw.get("resize")), passes, source)
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+
+
+def load_profile(profile: str | Path) -> Profile:
+    """A profile by file path, or by the name of a shipped profile (``twitter``)."""
+    path = Path(profile)
+    if not path.is_file():
+        path = PROFILES_DIR / f"{profile}.toml"
+    if not path.is_file():
+        raise ProfileError(f"no profile file {profile!r}; shipped profiles: {', '.join(available_profiles())}")
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_profile(raw, path)
+
+
+def equivalent_quality(profile: Profile, images: list[Image.Image], qualities: list[int]) -> int:
+    """The JPEG quality (among ``qualities``) whose Y-PSNR on ``images`` is closest to the profile's.
+
+    This is how "the nearest standard model" is defined for any profile, JPEG or not: a WebP or
+    re-encoded pipeline has no single JPEG quality, but its loss is as strong as some quality's.
+    Images go through the profile's own resize first, so only the codecs are compared.
+    """
+    if not qualities:
+        raise ValueError("no JPEG qualities to compare with")
+    resize = (profile.resize,) if profile.resize else ()
+
+    def mean_psnr(degradation: Chain) -> float:
+        return float(np.mean([psnr(*make_pair(img, degradation, colour=True)) for img in images]))
+
+    target = mean_psnr(profile.degradation())
+    scores = {q: abs(mean_psnr(Chain(resize + (JPEG(q),))) - target) for q in qualities}
+    return min(scores, key=lambda q: (scores[q], q))
+
+
+def standard_models() -> dict[str, int]:
+    """Bundled single-quality JPEG models: name -> quality (from their cards)."""
+    from arcnn.registry import bundled
+
+    return {name: card["degradation"]["quality"] for name, card in bundled().items()
+            if card.get("degradation", {}).get("type") == "jpeg"}
+
+
+def nearest_standard(profile: Profile, image_paths: list[Path], limit: int = 10) -> str:
+    """The bundled ``jpeg-qN`` model whose training artifacts best match the profile's."""
+    models = standard_models()
+    if not models:
+        raise NoWeightsError("no standard jpeg-qN model is bundled to transfer from; pass --base")
+    images = []
+    for path in image_paths[:limit]:
+        with Image.open(path) as img:
+            img.load()
+            images.append(img)
+    quality = equivalent_quality(profile, images, sorted(set(models.values())))
+    return min((n for n, q in models.items() if q == quality))
+
+
+def platform_config(profile: Profile, data_root: Path, recipe: Path = PLATFORM_RECIPE,
+                    base: str | None = None, train_dirs: list[str] | None = None,
+                    val_dirs: list[str] | None = None, steps: int | None = None):
+    """The :class:`TrainConfig` of ``platform-<name>``: recipe + profile + resolved transfer base.
+
+    ``base`` overrides the recipe's ``transfer.base``; a base of ``"nearest"`` is resolved here,
+    on the validation images (never on a test set), so the card records the model actually used.
+    """
+    from training.train import TrainConfig
+
+    with open(recipe, "rb") as f:
+        raw = tomllib.load(f)
+    raw.update(name=f"platform-{profile.name}", colour=True,
+               degradation=profile.degradation().describe(),
+               description=f"AR-CNN for the '{profile.name}' platform profile: {profile.description}")
+    for key, value in (("train_dirs", train_dirs), ("val_dirs", val_dirs), ("steps", steps)):
+        if value:
+            raw[key] = value
+    cfg = TrainConfig(**raw)
+    if cfg.transfer:
+        transfer = dict(cfg.transfer)
+        if base:
+            transfer["base"] = base
+        if transfer.get("base") == "nearest":
+            transfer["base"] = nearest_standard(profile, list_images([data_root / d for d in cfg.val_dirs]),
+                                                cfg.val_images)
+        cfg.transfer = transfer
+    return cfg
+
+
+def record_profile(card_path: Path, profile: Profile, evaluation: dict | None = None) -> None:
+    """Add the profile (and optionally a held-out evaluation) to a platform model's card."""
+    card = json.loads(card_path.read_text())
+    card["platform"] = profile.describe()
+    if evaluation is not None:
+        card.setdefault("metrics", {})["held_out"] = evaluation
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def evaluate_platform(profile: Profile, folder: Path, models: list[str], device: str = "cpu",
+                      tile: int = 512) -> dict:
+    """PSNR / SSIM / PSNR-B on Y of the degraded input and of each model, on ``folder`` via the profile."""
+    from arcnn.evaluation import evaluate_planes
+    from arcnn.registry import load_named
+
+    clean, degraded = [], []
+    for path in list_images([folder]):
+        with Image.open(path) as img:
+            img.load()
+            c, d = make_pair(img, profile.degradation(), colour=True)
+        clean.append(c)
+        degraded.append(d)
+    result = {"profile": profile.name, "data": str(folder), "images": len(clean), "models": {}}
+    result["input"] = evaluate_planes(None, clean, degraded)["input"]
+    for name in models:
+        model, _ = load_named(name)
+        result["models"][name] = evaluate_planes(model, clean, degraded, device, tile)["restored"]
+    return result
+
+
+def markdown_rows(result: dict) -> list[str]:
+    """Table rows (``| profile | what | PSNR | SSIM | PSNR-B |``) for docs/platforms.md."""
+    def row(what: str, m: dict) -> str:
+        return f"| {result['profile']} | {what} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['psnr_b']:.2f} |"
+
+    return [row("degraded input", result["input"])] + [row(f"`{n}`", m) for n, m in result["models"].items()]
+
+
+@click.group()
+def main() -> None:
+    """Platform profiles: show them, evaluate models on data put through them."""
+
+
+@main.command("show")
+@click.argument("profile")
+def show_command(profile: str) -> None:
+    """Print a profile's validated form (what it does to an upload)."""
+    try:
+        click.echo(json.dumps(load_profile(profile).describe(), indent=2))
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("eval")
+@click.argument("profile")
+@click.option("--data", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Held-out ground-truth folder (e.g. ../shared/data/Kodak24: evaluate on it, never tune).")
+@click.option("--model", "models", multiple=True,
+              help="Model(s) to compare (repeatable). Default: the platform model's transfer base, "
+                   "jpeg-any if bundled, and platform-<name>.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the result as JSON here.")
+@click.option("--record", is_flag=True, help="Store the result in the platform model's card.")
+def eval_command(profile: str, folder: Path, models: tuple[str, ...], device: str, json_path: Path | None,
+                 record: bool) -> None:
+    """Degraded input vs. standard models vs. the platform model, on FOLDER through PROFILE."""
+    from arcnn.registry import BUNDLED_DIR, bundled
+
+    try:
+        prof = load_profile(profile)
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    own = f"platform-{prof.name}"
+    cards = bundled()
+    if not models:
+        if own not in cards:
+            raise click.ClickException(f"{own} is not bundled; train it or pass --model")
+        base = (cards[own].get("transfer") or {}).get("base")
+        models = tuple(m for m in (base, "jpeg-any", own) if m in cards)
+    result = evaluate_platform(prof, folder, list(models), device)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if record and own in cards:
+        record_profile(BUNDLED_DIR / f"{own}.json", prof,
+                       {"data": folder.name, "images": result["images"], "input": result["input"],
+                        **result["models"]})
+    click.echo(f"{folder} ({result['images']} images) through profile {prof.name}, metrics on Y")
+    click.echo("| profile | output | PSNR (dB) | SSIM | PSNR-B (dB) |\n|---|---|---|---|---|")
+    click.echo("\n".join(markdown_rows(result)))
+
+
+if __name__ == "__main__":
+    main()

@@ -68,7 +68,7 @@ def test_run_s3_to_s3_over_http(bucket) -> None:  # noqa: F811
     for i in range(5):
         bucket.put(f"in/{i}.jpg", jpeg(i))
     bucket.put("in-other/x.jpg", jpeg(9))  # a sibling prefix, not under in/
-    env = base_env("redis://127.0.0.1:1/0", bucket.url)
+    env = base_env("redis://127.0.0.1:1/0", bucket.url, ARCNN_INFER_THREADS="2")  # shared batches
     result = json.loads(cli(env, "run", f"s3://{BUCKET}/in", "--dest", f"s3://{BUCKET}/out",
                             "--model", MODEL, "--format", "jpeg", "--json").stdout)
     assert (result["total"], result["done"]) == (5, 5)

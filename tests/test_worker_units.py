@@ -155,3 +155,37 @@ def test_queue_depth_and_job_progress_are_read_from_redis(redis_server) -> None:
     assert progress[job] == 0.25
     images = {(s.labels["job"], s.labels["state"]): s.value for s in families["arcnn_job_images"].samples}
     assert images[(job, "total")] == 4 and images[(job, "done")] == 1
+
+
+def test_inference_threads_share_tile_batches_with_identical_results() -> None:
+    """Two threads restoring different images at once: their tiles meet in shared forward
+    passes (fewer passes than tiles batches), and every output equals a lone restore."""
+    import threading
+
+    import numpy as np
+    from PIL import Image
+
+    from arcnn.restoration import Restorer
+    from worker.batching import BatchingRestorer
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(8)]
+    alone = Restorer.load("random:9-7-1-5", device="cpu", tile=16, batch_size=2)
+    expected = [np.asarray(alone.restore(img)) for img in images]
+    shared = BatchingRestorer("random:9-7-1-5", device="cpu", tile=16, batch_size=2, max_batch=4)
+    shared.model("random:9-7-1-5").window = 0.05  # make the threads meet reliably on a busy CPU
+    results: dict[int, np.ndarray] = {}
+
+    def work(indices: range) -> None:
+        for i in indices:
+            results[i] = np.asarray(shared.restore(images[i], model="random:9-7-1-5"))
+
+    threads = [threading.Thread(target=work, args=(range(k, 8, 2),)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(8):
+        assert np.array_equal(results[i], expected[i])
+    batches_alone = 8 * 5  # 40x48 in 16px tiles: 6 of 16x16 + 3 of 8x16 -> 5 batches of <= 2
+    assert shared.model("random:9-7-1-5").forward_passes < batches_alone

@@ -3,12 +3,15 @@
 Three stages joined by bounded queues, so that storage I/O and codecs overlap with inference
 and memory stays bounded however many keys stream through::
 
-    submit -> [fetch+decode threads] -> infer thread (owns the models) -> [encode+upload threads]
+    submit -> [fetch+decode threads] -> [infer thread(s)] -> [encode+upload threads]
 
-Only the infer thread touches models (one model-holding thread per process; torch and PIL
-release the GIL for the heavy parts, so the I/O threads run alongside). Every work item ends in
-exactly one :class:`Result`; nothing raised inside a stage escapes it, so one bad key can never
-stop the pipeline. Permanent problems fail the key at once; transient storage errors are
+The process holds each model once. On CPU one infer thread runs it (torch's own thread pool
+parallelises each forward pass); on GPU two or more restore different images at once and
+their tiles share forward passes. Torch and PIL release the GIL for the heavy parts, so the
+I/O threads run alongside.
+
+Every work item ends in exactly one :class:`Result`; nothing raised inside a stage escapes it,
+so one bad key can never stop the pipeline. Permanent problems fail the key at once; transient storage errors are
 retried with backoff (:func:`worker.storage.retrying`) and fail the key only when exhausted.
 """
 
@@ -28,9 +31,10 @@ from PIL import Image
 from arcnn.errors import ArcnnError, BadImageError, NoWeightsError
 from arcnn.images import EXTENSIONS, decode_image, encode_image
 from arcnn.registry import bundled
-from arcnn.restoration import Restorer
+from arcnn.restoration import Restorer, resolve_device
 from arcnn.settings import Settings
 from worker import metrics
+from worker.batching import BatchingRestorer
 from worker.jobs import JobSpec
 from worker.locations import UnsafeKeyError, output_key
 from worker.storage import Storage, StorageError, retrying
@@ -121,11 +125,17 @@ class Models:
 
     A job names ``auto`` (the nearest-quality bundled model per image), a bundled name, a path
     or ``random:<spec>``; all are served by the same restorer, which loads each model once.
+    With more than one inference thread the networks are wrapped so that the threads' tiles
+    share forward passes (:mod:`worker.batching`).
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.restorer = Restorer(
-            "auto", device=settings.device, tile=settings.tile, batch_size=settings.batch_size
+        device = str(resolve_device(settings.device))
+        self.threads = settings.infer_threads or (2 if device.startswith("cuda") else 1)
+        options = {"device": device, "tile": settings.tile, "batch_size": settings.batch_size}
+        self.restorer = (
+            BatchingRestorer("auto", max_batch=settings.batch_size * self.threads, **options)
+            if self.threads > 1 else Restorer("auto", **options)
         )
         self._lock = threading.Lock()
 
@@ -166,13 +176,17 @@ class Pipeline:
         self._fetch_q: queue.Queue = queue.Queue(maxsize=io)
         self._infer_q: queue.Queue = queue.Queue(maxsize=max(2, settings.batch_size))
         self._encode_q: queue.Queue = queue.Queue(maxsize=io)
-        self._threads = [
-            *(threading.Thread(target=self._fetch_loop, name=f"fetch-{i}", daemon=True) for i in range(io)),
-            threading.Thread(target=self._infer_loop, name="infer", daemon=True),
-            *(threading.Thread(target=self._upload_loop, name=f"upload-{i}", daemon=True) for i in range(io)),
+        self._stages = [
+            (self._fetch_q, [threading.Thread(target=self._fetch_loop, name=f"fetch-{i}", daemon=True)
+                             for i in range(io)]),
+            (self._infer_q, [threading.Thread(target=self._infer_loop, name=f"infer-{i}", daemon=True)
+                             for i in range(self.models.threads)]),
+            (self._encode_q, [threading.Thread(target=self._upload_loop, name=f"upload-{i}", daemon=True)
+                              for i in range(io)]),
         ]
-        for thread in self._threads:
-            thread.start()
+        for _, threads in self._stages:
+            for thread in threads:
+                thread.start()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -214,9 +228,16 @@ class Pipeline:
             raise fed.error
 
     def close(self) -> None:
-        """Stop the threads once queued work is done (only needed by short-lived owners)."""
-        for _ in range(self.settings.io_threads):
-            self._fetch_q.put(_STOP)
+        """Stop the threads once queued work is done (only needed by short-lived owners).
+
+        Stage by stage: a stage's threads have queued all their output before the next stage
+        is told to stop, because each queue is FIFO and the stops come last.
+        """
+        for inbox, threads in self._stages:
+            for _ in threads:
+                inbox.put(_STOP)
+            for thread in threads:
+                thread.join()
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -255,7 +276,6 @@ class Pipeline:
                 continue
             if decoded is not None:
                 self._infer_q.put(decoded)
-        self._infer_q.put(_STOP)
 
     def _fetch_decode(self, work: Work) -> _Decoded | None:
         """Fetch and decode, or finish the item as skipped (returning None)."""
@@ -278,12 +298,7 @@ class Pipeline:
         return _Decoded(work, out_key, etag, len(data), image)
 
     def _infer_loop(self) -> None:
-        stops = 0
-        while stops < self.settings.io_threads:
-            item = self._infer_q.get()
-            if item is _STOP:
-                stops += 1
-                continue
+        while (item := self._infer_q.get()) is not _STOP:
             try:
                 with _timed("infer"):
                     model, restored = self.models.restore(item.work.spec.model, item.image)
@@ -291,8 +306,6 @@ class Pipeline:
                 self._fail(item.work, error)
                 continue
             self._encode_q.put(_Restored(item, model, restored))
-        for _ in range(self.settings.io_threads):
-            self._encode_q.put(_STOP)
 
     def _upload_loop(self) -> None:
         while (item := self._encode_q.get()) is not _STOP:

@@ -47,6 +47,8 @@ class Settings:
     """CPU threads torch may use in workers and ``arcnn run`` (0 keeps torch's default)."""
     max_deliveries: int = 3
     """Times one key may be started without finishing (worker died) before it is failed as poison."""
+    infer_threads: int = 0
+    """Worker threads restoring images at once, sharing tile batches (0: 2 on CUDA, 1 on CPU)."""
 
     @classmethod
     def from_env(cls) -> "Settings":

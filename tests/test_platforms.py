@@ -173,3 +173,11 @@ def test_evaluate_platform_compares_input_and_models(folders):
     assert abs(result["models"]["random:9-1-5"]["psnr"] - result["input"]["psnr"]) < 0.05
     rows = markdown_rows(result)
     assert rows[0].startswith("| webp | degraded input |") and "`random:9-1-5`" in rows[1]
+
+
+def test_auto_choice_is_what_restore_auto_would_apply():
+    from training.platforms import auto_choice
+
+    names = ["jpeg-q10", "jpeg-q20", "jpeg-q40", "jpeg-any"]
+    assert auto_choice(load_profile("twitter"), names) == "jpeg-q40"
+    assert auto_choice(load_profile("webp"), names) == "jpeg-q10"  # no JPEG tables: the default model

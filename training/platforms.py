@@ -203,6 +203,20 @@ def nearest_standard(profile: Profile, image_paths: list[Path], limit: int = 10)
     return min((n for n, q in models.items() if q == quality))
 
 
+def auto_choice(profile: Profile, names: list[str]) -> str:
+    """The model ``arcnn restore --model auto`` applies to this platform's files, blindly.
+
+    JPEG output: the bundled ``jpeg-qN`` nearest the quality its tables carry (the last pass's);
+    anything else has no tables, so auto falls back to ``ARCNN_DEFAULT_MODEL``.
+    """
+    from arcnn.restoration import nearest_quality_model
+    from arcnn.settings import get_settings
+
+    last = profile.passes[-1]
+    chosen = nearest_quality_model(last.quality, names) if isinstance(last, JPEG) else None
+    return chosen or get_settings().default_model
+
+
 def platform_config(profile: Profile, data_root: Path, recipe: Path = PLATFORM_RECIPE,
                     base: str | None = None, train_dirs: list[str] | None = None,
                     val_dirs: list[str] | None = None, steps: int | None = None):
@@ -291,8 +305,8 @@ def show_command(profile: str) -> None:
 @click.option("--data", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Held-out ground-truth folder (e.g. ../shared/data/Kodak24: evaluate on it, never tune).")
 @click.option("--model", "models", multiple=True,
-              help="Model(s) to compare (repeatable). Default: the platform model's transfer base, "
-                   "jpeg-any if bundled, and platform-<name>.")
+              help="Model(s) to compare (repeatable). Default: what --model auto would apply, the "
+                   "platform model's transfer base, jpeg-any if bundled, and platform-<name>.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the result as JSON here.")
@@ -312,7 +326,8 @@ def eval_command(profile: str, folder: Path, models: tuple[str, ...], device: st
         if own not in cards:
             raise click.ClickException(f"{own} is not bundled; train it or pass --model")
         base = (cards[own].get("transfer") or {}).get("base")
-        models = tuple(m for m in (base, "jpeg-any", own) if m in cards)
+        candidates = (auto_choice(prof, list(cards)), base, "jpeg-any", own)
+        models = tuple(dict.fromkeys(m for m in candidates if m in cards))
     result = evaluate_platform(prof, folder, list(models), device)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)

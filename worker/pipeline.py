@@ -77,7 +77,11 @@ class Work:
 
 @dataclass
 class Result:
-    """What happened to one work item. ``outcome`` None: settled elsewhere, nothing was done."""
+    """What happened to one work item.
+
+    ``outcome`` None means nothing was done: the key was settled elsewhere, or (with ``error``
+    set) its gate could not run and the key is still open.
+    """
 
     work: Work
     outcome: str | None
@@ -264,9 +268,10 @@ class Pipeline:
             except PoisonError as error:
                 self._finish(work, "failed", reason="poison", error=str(error), started=False)
                 continue
-            except Exception as error:  # noqa: BLE001 (e.g. job store unreachable for too long)
-                log.exception("gate of %s", work.key)
-                self._finish(work, "failed", reason="internal", error=repr(error), started=False)
+            except Exception as error:  # noqa: BLE001 (job store unreachable for too long)
+                # Not the key's fault: leave it unsettled (outcome None) for the batch to retry.
+                log.warning("cannot start %s: %r", work.key, error)
+                self._finish(work, None, error=repr(error), started=False)
                 continue
             metrics.IMAGES_IN_FLIGHT.inc()
             try:

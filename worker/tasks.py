@@ -97,10 +97,15 @@ class Runtime:
             Work(source, dest, key, etag, spec, job_id, gate=lambda i=i: gate(i), tag=i)
             for i, (key, etag) in enumerate(items)
         ]
+        unsettled = 0
         for result in self.pipeline.run(works):
             if result.outcome is not None:
                 self.store.record(job_id, batch_no, result.work.tag, result.work.key,
                                   result.outcome, result.reason, result.error)
+            elif result.error:
+                unsettled += 1
+        if unsettled:  # the job store was unreachable: retry the batch (settled keys are skipped)
+            raise redis.ConnectionError(f"{unsettled} keys of batch {batch_no} could not be started")
         self.store.finish_batch(job_id, batch_no)
 
 

@@ -69,6 +69,9 @@ def test_job_restores_exactly_the_images_under_the_prefix_once(env, worker, buck
     }
     text = cli(env, "status", job_id).stdout
     assert f"job {job_id}: done" in text and "total 9  done 9  skipped 0  failed 0" in text
+    watched = cli(env, "status", job_id, "--watch")
+    assert "9/9" in watched.stderr and f"job {job_id}: done" in watched.stdout
+    assert cli(env, "status", "nosuchjob", check=False).returncode == 1
 
     # the same job again: everything is skipped by recorded source ETag, nothing is rewritten
     bucket.proxy.requests.clear()

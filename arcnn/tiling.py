@@ -1,4 +1,4 @@
-"""Seam-free tiled inference.
+"""Seam-free tiled inference, run the fast way on CPU and GPU.
 
 The networks use valid convolutions, so an output pixel depends only on input pixels within the
 model's ``radius``. Replicate-padding the image once and running each tile with a halo of
@@ -6,18 +6,36 @@ model's ``radius``. Replicate-padding the image once and running each tile with 
 
 The halo is cut straight out of the uint8 image with clamped indices (which *is* replicate
 padding), so no full-size float copy of the image, let alone of the 64-channel feature maps, is
-ever held: memory is bounded by the tile size. Tiles of one shape are batched together.
+ever held: memory is bounded by the tile size. Tiles of one shape are batched together, across
+all the planes given to :func:`restore_planes` (the planes of one image, or many images).
+
+How the tiles are executed (docs/performance.md has the measurements behind each choice):
+
+- **CPU**: tiles are independent, so they run in parallel, each on a single-threaded worker (one
+  worker per torch thread), instead of one at a time with every core inside each convolution.
+  That removes a thread barrier per layer and, on a shared machine, a core taken by another
+  process delays only its own tile rather than every layer of every tile. Images with fewer
+  tiles than ``2 * workers`` get smaller tiles (down to 128) so that no core idles.
+- **CUDA**: windows are written into pinned host buffers and copied on a copy stream while the
+  previous batch computes on a compute stream; results come back asynchronously (two slots,
+  double-buffered). Edge tiles are extended to the full tile shape (more replicate padding,
+  cropped afterwards) and batches are always full, so cuDNN autotuning and CUDA graphs
+  (:class:`arcnn.acceleration.CudaGraphed`) see one shape per image size.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from threading import Lock
 
 import numpy as np
 import torch
 from torch import nn
+
+MIN_CPU_TILE = 128
+"""Smallest tile the CPU path splits down to for parallelism (halo overhead ~6% at 128)."""
 
 
 @dataclass(frozen=True)
@@ -50,48 +68,206 @@ def plan_tiles(height: int, width: int, tile: int, stride: int = 1) -> list[Tile
     ]
 
 
+def fill_window(dst: np.ndarray, image: np.ndarray, top: int, left: int) -> None:
+    """Write ``image[top:top+H, left:left+W]`` into ``dst`` (H x W) with indices clamped to the
+    image, i.e. replicate padding, using slices only (the window must overlap the image)."""
+    h, w = image.shape
+    wh, ww = dst.shape
+    y0, y1, x0, x1 = max(top, 0), min(top + wh, h), max(left, 0), min(left + ww, w)
+    a, b, c, d = y0 - top, y1 - top, x0 - left, x1 - left
+    dst[a:b, c:d] = image[y0:y1, x0:x1]
+    dst[:a, c:d] = dst[a, c:d]
+    dst[b:, c:d] = dst[b - 1, c:d]
+    dst[:, :c] = dst[:, c:c + 1]
+    dst[:, d:] = dst[:, d - 1:d]
+
+
+def window_shape(tile: Tile, radius: int, stride: int = 1) -> tuple[int, int]:
+    """Input window for ``tile``: the tile, its halo, and for strided models the extra pixels
+    on the far side that make the size one the model can consume (their output is cropped)."""
+    th, tw = tile.shape
+    return th + 2 * radius + (-th) % stride, tw + 2 * radius + (-tw) % stride
+
+
 def padded_window(image: np.ndarray, tile: Tile, radius: int, stride: int = 1) -> np.ndarray:
-    """The tile plus its halo, replicate-padded at the image border (a copy, same dtype).
-
-    For strided models the window is extended on the far side to a size the model can consume
-    (any extra output is cropped away by the caller).
-    """
-    h, w = image.shape[:2]
-    extra_y = (-(tile.y1 - tile.y0)) % stride
-    extra_x = (-(tile.x1 - tile.x0)) % stride
-    rows = np.clip(np.arange(tile.y0 - radius, tile.y1 + radius + extra_y), 0, h - 1)
-    cols = np.clip(np.arange(tile.x0 - radius, tile.x1 + radius + extra_x), 0, w - 1)
-    return image[rows[:, None], cols[None, :]]
+    """The tile plus its halo, replicate-padded at the image border (a copy, same dtype)."""
+    window = np.empty(window_shape(tile, radius, stride), dtype=image.dtype)
+    fill_window(window, image, tile.y0 - radius, tile.x0 - radius)
+    return window
 
 
-def _batches(tiles: list[Tile], batch_size: int) -> Iterator[list[Tile]]:
-    by_shape: dict[tuple[int, int], list[Tile]] = defaultdict(list)
-    for t in tiles:
-        by_shape[t.shape].append(t)
-    for group in by_shape.values():
-        for i in range(0, len(group), batch_size):
-            yield group[i:i + batch_size]
+@dataclass(frozen=True)
+class _Job:
+    """One tile of one plane, and the output size its window is computed at."""
+
+    plane: int
+    tile: Tile
+    out_shape: tuple[int, int]
+
+
+def _batches(jobs: list[_Job], batch_size: int) -> list[list[_Job]]:
+    by_shape: dict[tuple[int, int], list[_Job]] = defaultdict(list)
+    for job in jobs:
+        by_shape[job.out_shape].append(job)
+    return [group[i:i + batch_size] for group in by_shape.values() for i in range(0, len(group), batch_size)]
+
+
+def _fill_batch(dst: np.ndarray, batch: list[_Job], planes: list[np.ndarray], radius: int) -> None:
+    """Windows of ``batch`` into ``dst[:len(batch)]`` (float32), scaled to [0, 1] exactly as
+    :func:`restore_whole` scales (cast to float32, then divide by 255)."""
+    for i, job in enumerate(batch):
+        fill_window(dst[i], planes[job.plane], job.tile.y0 - radius, job.tile.x0 - radius)
+    np.divide(dst[:len(batch)], np.float32(255.0), out=dst[:len(batch)])
+
+
+def _scatter(outs: list[np.ndarray], batch: list[_Job], results: np.ndarray) -> None:
+    for job, result in zip(batch, results):
+        t = job.tile
+        th, tw = t.shape
+        outs[job.plane][t.y0:t.y1, t.x0:t.x1] = result[:th, :tw]
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = Lock()
+
+
+def _cpu_pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``workers`` threads, each with one torch (intra-op) thread."""
+    with _POOLS_LOCK:
+        if workers not in _POOLS:
+            _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="arcnn-tile",
+                                                 initializer=torch.set_num_threads, initargs=(1,))
+        return _POOLS[workers]
+
+
+def _cpu_tile(shapes: list[tuple[int, int]], tile: int, stride: int, workers: int) -> int:
+    """The requested tile, halved (not below :data:`MIN_CPU_TILE`) while there are fewer tiles
+    than ``2 * workers`` to share between the workers."""
+    def count(t: int) -> int:
+        return sum(len(plan_tiles(h, w, t, stride)) for h, w in shapes)
+    while workers > 1 and tile // 2 >= MIN_CPU_TILE and count(tile) < 2 * workers:
+        tile //= 2
+    return tile
+
+
+def _run_cpu(model: nn.Module, planes: list[np.ndarray], outs: list[np.ndarray], batches: list[list[_Job]],
+             dtype: torch.dtype, workers: int) -> None:
+    radius = model.radius
+
+    def run(batch: list[_Job]) -> None:
+        with torch.inference_mode():  # thread-local, so set in the worker too
+            wh, ww = window_shape(batch[0].tile, radius, getattr(model, "stride", 1))
+            windows = np.empty((len(batch), wh, ww), np.float32)
+            _fill_batch(windows, batch, planes, radius)
+            y = model(torch.from_numpy(windows)[:, None].to(dtype))
+            _scatter(outs, batch, (y.float() * 255.0).numpy()[:, 0])
+
+    if workers <= 1 or len(batches) <= 1:
+        for batch in batches:
+            run(batch)
+    else:
+        for future in [_cpu_pool(workers).submit(run, b) for b in batches]:
+            future.result()
+
+
+class _Slot:
+    """One of the two in-flight batches of the CUDA pipeline: pinned input and output buffers,
+    the device input, and the events that say when each may be reused."""
+
+    def __init__(self, in_numel: int, out_numel: int, device: torch.device) -> None:
+        self.host_in = torch.zeros(in_numel, dtype=torch.float32, pin_memory=True)
+        self.host_out = torch.empty(out_numel, dtype=torch.float32, pin_memory=True)
+        self.dev_in = torch.zeros(in_numel, dtype=torch.float32, device=device)
+        self.copied = torch.cuda.Event()
+        self.done = torch.cuda.Event()
+        self.batch: list[_Job] | None = None
+        self.out_view: torch.Tensor | None = None
+
+    def collect(self, outs: list[np.ndarray]) -> None:
+        """Wait for this slot's batch and write its results into ``outs``."""
+        if self.batch is not None:
+            self.done.synchronize()
+            _scatter(outs, self.batch, self.out_view.numpy())
+            self.batch = None
+
+
+def _run_cuda(model: nn.Module, planes: list[np.ndarray], outs: list[np.ndarray], batches: list[list[_Job]],
+              batch_size: int, device: torch.device, dtype: torch.dtype) -> None:
+    radius = model.radius
+    shapes = {b[0].out_shape for b in batches}
+    in_numel = batch_size * max((h + 2 * radius) * (w + 2 * radius) for h, w in shapes)
+    out_numel = batch_size * max(h * w for h, w in shapes)
+    slots = [_Slot(in_numel, out_numel, device) for _ in range(2)]
+    copy_stream, compute_stream = torch.cuda.Stream(device), torch.cuda.Stream(device)
+    ambient = torch.cuda.current_stream(device)
+    copy_stream.wait_stream(ambient)  # buffers were zeroed, and the model moved, on the ambient stream
+    compute_stream.wait_stream(ambient)
+    for k, batch in enumerate(batches):
+        slot = slots[k % 2]
+        slot.collect(outs)  # frees this slot: its previous copy-in, compute and copy-out are done
+        oh, ow = batch[0].out_shape
+        host_in = slot.host_in[:batch_size * (oh + 2 * radius) * (ow + 2 * radius)].view(
+            batch_size, oh + 2 * radius, ow + 2 * radius)
+        _fill_batch(host_in.numpy(), batch, planes, radius)  # overlaps the other slot's compute
+        with torch.cuda.stream(copy_stream):
+            dev_in = slot.dev_in[:host_in.numel()].view(host_in.shape)
+            dev_in.copy_(host_in, non_blocking=True)
+            slot.copied.record(copy_stream)
+        with torch.cuda.stream(compute_stream):
+            compute_stream.wait_event(slot.copied)
+            y = model(dev_in[:, None].to(dtype))  # always the full batch: one shape per image size
+            slot.out_view = slot.host_out[:batch_size * oh * ow].view(batch_size, oh, ow)
+            slot.out_view.copy_((y.float() * 255.0)[:, 0], non_blocking=True)
+            slot.done.record(compute_stream)
+        slot.batch = batch
+    for slot in slots:
+        slot.collect(outs)
+    ambient.wait_stream(compute_stream)
+
+
+def _uniform_side(n: int, tile: int, stride: int) -> int:
+    """CUDA tile side along a dimension of ``n`` pixels: the tile, or for images smaller than
+    it the size rounded up to 32 so that similar sizes share one shape."""
+    tile -= tile % stride
+    return min(tile, -(-n // 32) * 32)
 
 
 @torch.inference_mode()
+def restore_planes(model: nn.Module, planes: list[np.ndarray], tile: int = 512, batch_size: int = 4,
+                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *,
+                   workers: int | None = None) -> list[np.ndarray]:
+    """Run ``model`` over several planes (H x W, uint8 or float in [0, 255]), batching tiles
+    of equal shape across them. Returns float32 planes in [0, 255] (unclipped).
+
+    ``workers`` (CPU only) is the number of tiles run at once, each single-threaded; it defaults
+    to the calling thread's torch thread count, so ``torch.set_num_threads`` still governs.
+    """
+    device = torch.device(device)
+    radius, stride = model.radius, getattr(model, "stride", 1)
+    outs = [np.empty(p.shape, dtype=np.float32) for p in planes]
+    if device.type == "cuda":
+        jobs = []
+        for i, p in enumerate(planes):
+            side = (_uniform_side(p.shape[0], tile, stride), _uniform_side(p.shape[1], tile, stride))
+            jobs += [_Job(i, t, side) for t in plan_tiles(*p.shape, tile, stride)]
+        _run_cuda(model, planes, outs, _batches(jobs, batch_size), batch_size, device, dtype)
+    else:
+        workers = torch.get_num_threads() if workers is None else workers
+        tile = _cpu_tile([p.shape for p in planes], tile, stride, workers)
+        jobs = [_Job(i, t, t.shape) for i, p in enumerate(planes) for t in plan_tiles(*p.shape, tile, stride)]
+        _run_cpu(model, planes, outs, _batches(jobs, batch_size), dtype, workers)
+    return outs
+
+
 def restore_plane(model: nn.Module, plane: np.ndarray, tile: int = 512, batch_size: int = 4,
-                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> np.ndarray:
+                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *,
+                  workers: int | None = None) -> np.ndarray:
     """Run ``model`` over one image plane (H x W, uint8 or float in [0, 255]) in tiles.
 
     Returns a float32 plane in [0, 255] (unclipped, so callers choose how to round). The model
     sees values scaled to [0, 1], as in training.
     """
-    radius, stride = model.radius, getattr(model, "stride", 1)
-    h, w = plane.shape
-    out = np.empty((h, w), dtype=np.float32)
-    for group in _batches(plan_tiles(h, w, tile, stride), batch_size):
-        windows = np.stack([padded_window(plane, t, radius, stride) for t in group])
-        x = torch.from_numpy(windows.astype(np.float32) / 255.0)[:, None].to(device, dtype)
-        y = model(x).float().mul_(255.0).cpu().numpy()[:, 0]
-        for t, result in zip(group, y):
-            th, tw = t.shape
-            out[t.y0:t.y1, t.x0:t.x1] = result[:th, :tw]
-    return out
+    return restore_planes(model, [plane], tile, batch_size, device, dtype, workers=workers)[0]
 
 
 @torch.inference_mode()

@@ -1,0 +1,208 @@
+"""Inference fast paths: the same network, rebuilt so that the hardware runs it near its floor.
+
+:func:`prepare` turns a trained :class:`~arcnn.architectures.ConvNet` or
+:class:`~arcnn.architectures.FastARCNN` into a :class:`FastNet`: a drop-in module with the same
+contract (a float32 N x 1 x H x W tile in [0, 1], replicate-padded by ``radius``, in; the float32
+restored centre out), so :mod:`arcnn.tiling` runs it exactly like the original. What changes:
+
+- **channels-last** weights and activations: oneDNN (CPU) and cuDNN (GPU) pick their fastest
+  convolution kernels for NHWC; measured in docs/performance.md.
+- **Fast AR-CNN's strided deconvolution becomes a sub-pixel convolution** (a 5x5 convolution to
+  the 4 phases of the 2x upsampling, then pixel shuffle). It is the same sum of the same products;
+  PyTorch's CPU transposed convolution runs at a few GFLOP/s and was 50% of Fast AR-CNN's time.
+- **reduced precision** (``bf16`` on CPUs with AVX512-BF16/AMX and on GPUs, ``fp16`` on GPUs):
+  the input is fed as pixel values 0..255 (integers, exact in bf16/fp16, unlike k/255) with the
+  first layer's weights divided by 255 to compensate; the hidden layers run in reduced precision
+  with float32 accumulation; the last layer runs in float32 whenever its output is the image
+  itself rather than a correction to it, and the residual add is always float32. docs/performance.md
+  has the measured PSNR cost (the issue's bar: < 0.01 dB on LIVE1 q10).
+- **CUDA graphs** (optional, :class:`CudaGraphed`): for fixed tile shapes the whole forward is
+  replayed as one graph, removing per-layer launch overhead.
+
+Nothing here changes *which* input pixels an output depends on, so tiled inference of a FastNet
+equals whole-image inference of the same FastNet (tests/test_performance_paths.py); against the
+original float32 module a float32 FastNet differs only by summation order (~1e-6).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from arcnn.architectures import ConvNet, FastARCNN
+
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""Compute precisions by name."""
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU executes bf16 dot products natively (AVX512-BF16 or AMX).
+
+    Without them oneDNN emulates bf16 and it is slower than float32, so ``auto`` must not pick it.
+    """
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def default_precision(device: torch.device | str) -> str:
+    """``auto`` precision for a device: fp16 on CUDA, float32 on CPU.
+
+    bf16 on CPU is offered (it is about twice as fast where the CPU has it) but opt-in until its
+    PSNR cost is measured for the shipped models; docs/performance.md records that measurement.
+    """
+    return "fp16" if torch.device(device).type == "cuda" else "fp32"
+
+
+def _conv_copy(conv: nn.Module, dtype: torch.dtype, channels_last: bool, scale: float = 1.0) -> nn.Module:
+    layer = copy.deepcopy(conv)
+    with torch.no_grad():
+        layer.weight.mul_(scale)
+    layer = layer.to(dtype)
+    return layer.to(memory_format=torch.channels_last) if channels_last else layer
+
+
+def subpixel_from_deconv(deconv: nn.ConvTranspose2d) -> nn.Conv2d:
+    """The 5x5 convolution to 4 phase channels equal to a 9x9 stride-2 transposed convolution.
+
+    For output ``o = 2q + p`` the transposed convolution sums ``in[q - j] * w[2j + p]``; as a
+    valid correlation that is kernel ``g_p[t] = w[8 - 2t + p]`` (zero past the kernel) and the
+    pixel-shuffled result starts at transposed-convolution output 8 (the first complete one).
+    """
+    if deconv.stride != (2, 2) or deconv.kernel_size != (9, 9) or deconv.out_channels != 1:
+        raise ValueError("expected Fast AR-CNN's 9x9 stride-2 single-channel deconvolution")
+    w = deconv.weight.detach()  # (in, 1, 9, 9)
+    padded = F.pad(w, (0, 1, 0, 1))  # index 9 reads zero
+    taps = torch.tensor([8 - 2 * t for t in range(5)])
+    phases = []
+    for py in (0, 1):
+        for px in (0, 1):
+            phases.append(padded[:, 0][:, taps + py][:, :, taps + px])
+    conv = nn.Conv2d(deconv.in_channels, 4, 5)
+    with torch.no_grad():
+        conv.weight.copy_(torch.stack(phases))
+        conv.bias.copy_(deconv.bias.detach().expand(4))
+    return conv
+
+
+class FastNet(nn.Module):
+    """A prepared network: hidden layers in ``dtype`` (channels-last), output layer, residual.
+
+    ``layers`` are the hidden convolutions (ReLU after each); ``head`` maps to the output and
+    ``shuffle`` (Fast AR-CNN) is its pixel-shuffle factor; ``crop`` trims the head's output to
+    the tile (Fast AR-CNN's sub-pixel head produces a few extra pixels at its far sides).
+    """
+
+    def __init__(self, source: nn.Module, layers: list[nn.Module], head: nn.Module, *, dtype: torch.dtype,
+                 head_dtype: torch.dtype, channels_last: bool, shuffle: int = 1, crop: int = 0) -> None:
+        super().__init__()
+        self.radius = source.radius
+        self.stride = getattr(source, "stride", 1)
+        self.macs_per_pixel = source.macs_per_pixel
+        self.residual = source.residual
+        self.layers = nn.ModuleList(layers)
+        self.head = head
+        self.dtype, self.head_dtype = dtype, head_dtype
+        self.channels_last = channels_last
+        self.shuffle, self.crop = shuffle, crop
+        self.input_scale = 1.0 if dtype == torch.float32 else 255.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] - 2 * self.radius, x.shape[-1] - 2 * self.radius
+        y = x * self.input_scale if self.input_scale != 1.0 else x
+        y = y.to(self.dtype, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        for layer in self.layers:
+            y = F.relu(layer(y), inplace=True)
+        y = self.head(y.to(self.head_dtype)).float()
+        if self.shuffle > 1:
+            y = F.pixel_shuffle(y.contiguous(), self.shuffle)
+        y = y[..., self.crop:self.crop + h, self.crop:self.crop + w]
+        if y.shape[-2] != h or y.shape[-1] != w:
+            raise RuntimeError(f"input too small for this model (radius {self.radius})")
+        if self.residual:
+            r = self.radius
+            y = y + x[..., r:r + h, r:r + w]
+        return y.contiguous()
+
+
+def prepare(model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32",
+            channels_last: bool = True) -> FastNet:
+    """A :class:`FastNet` equivalent to ``model`` on ``device`` (``model`` is left untouched).
+
+    The output layer stays float32 unless the network is residual (then it only predicts a small
+    correction, whose reduced-precision rounding is far below one grey level).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    dtype = PRECISIONS[precision]
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ValueError("fp16 is for GPUs; on CPU use bf16 (fast only with AVX512-BF16/AMX) or fp32")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # tile shapes repeat, so autotuning pays for itself
+    head_dtype = dtype if model.residual else torch.float32
+    scale = 1.0 if dtype == torch.float32 else 1.0 / 255.0
+    if isinstance(model, ConvNet):
+        convs = list(model.layers)
+        layers = [_conv_copy(c, dtype, channels_last, scale if i == 0 else 1.0) for i, c in enumerate(convs[:-1])]
+        head = _conv_copy(convs[-1], head_dtype, channels_last)
+        net = FastNet(model, layers, head, dtype=dtype, head_dtype=head_dtype, channels_last=channels_last)
+    elif isinstance(model, FastARCNN):
+        offset = model.radius - 6 - (model.m - 7)  # where FastARCNN.forward crops its deconvolution
+        if offset < 8:
+            raise ValueError("Fast AR-CNN with enhancement kernel > 9 is not supported by the fast path")
+        layers = [_conv_copy(model.extract, dtype, channels_last, scale),
+                  *(_conv_copy(c, dtype, channels_last) for c in (model.shrink, model.enhance, model.expand))]
+        head = _conv_copy(subpixel_from_deconv(model.deconv), head_dtype, channels_last)
+        net = FastNet(model, layers, head, dtype=dtype, head_dtype=head_dtype, channels_last=channels_last,
+                      shuffle=2, crop=offset - 8)
+    else:
+        raise TypeError(f"no fast path for {type(model).__name__}")
+    return net.to(device).eval()
+
+
+class CudaGraphed(nn.Module):
+    """Replays ``net`` as one CUDA graph per input shape (captured on first use).
+
+    The returned tensor is the graph's static output: it is overwritten by the next call, so the
+    caller must consume it (e.g. enqueue its copy to the host on the same stream) before calling
+    again; :func:`arcnn.tiling.restore_planes` does. Shapes should repeat (uniform tiles, full
+    batches), otherwise every new shape pays a capture.
+    """
+
+    def __init__(self, net: nn.Module, max_graphs: int = 8) -> None:
+        super().__init__()
+        self.net = net
+        self.radius, self.stride = net.radius, getattr(net, "stride", 1)
+        self.macs_per_pixel = net.macs_per_pixel
+        self.max_graphs = max_graphs
+        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+
+    def _capture(self, x: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        static_in = x.clone()
+        side = torch.cuda.Stream(x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm-up: cuDNN autotuning and allocator pools settle before capture
+                self.net(static_in)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.net(static_in)
+        return graph, static_in, static_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key = (tuple(x.shape), x.dtype, x.device)
+        if key not in self._graphs:
+            if len(self._graphs) >= self.max_graphs:
+                self._graphs.pop(next(iter(self._graphs)))
+            self._graphs[key] = self._capture(x)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out

@@ -83,7 +83,7 @@ def test_shipped_experiments_declare_valid_runs():
             cfg = exp.config(arm, exp.seeds[0])
             assert cfg.steps * cfg.batch <= 16_000 and cfg.val_images <= 10
             if cfg.transfer:
-                assert cfg.transfer["base"].startswith("jpeg-q") and not cfg.transfer.get("freeze")
+                assert cfg.transfer["base"].startswith("runs/transfer/bases/") and not cfg.transfer.get("freeze")
     platform = Experiment.load(CONFIGS / "transfer" / "standard-to-platform.toml")
     cfg = platform.config(platform.arms[0], 1)
     assert cfg.colour and cfg.degradation["type"] == "chain"
@@ -140,3 +140,20 @@ init = "gaussian"
     assert "| layer 1 of base | 16 |" in table and "| scratch | 16 |" in table
     plot(exp, summary, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_snapshot_exports_a_checkpoint_as_a_base(data_root, tmp_path):
+    from arcnn.registry import load_model
+    from training.transfer_experiments import snapshot
+
+    torch.set_num_threads(1)
+    config = tmp_path / "c.toml"
+    config.write_text('name = "c"\narchitecture = { type = "convnet", spec = "9-1-5", residual = true }\n'
+                      'degradation = { type = "jpeg", quality = 20 }\ntrain_dirs = ["train"]\nval_dirs = ["val"]\n'
+                      'steps = 4\nbatch = 4\npatch = 16\nwarmup = 1\nval_every = 2\nval_images = 1\n'
+                      'checkpoint_every = 2\n')
+    train(TrainConfig.load(config), data_root, tmp_path / "run", progress=False)
+    card = snapshot(tmp_path / "run", config, tmp_path / "base.safetensors")
+    assert card["steps"] == 4 and card["samples_seen"] == 16 and card["metrics"]["validation"]["psnr"] > 0
+    model, _ = load_model(tmp_path / "base.safetensors")
+    assert model.config()["spec"] == "9-1-5"

@@ -27,7 +27,7 @@ import numpy as np
 from training.train import TrainConfig
 
 RUNS_ROOT = Path("runs") / "transfer"
-ARM_KEYS = {"name", "label"}
+ARM_KEYS = {"name", "label", "seeds"}
 
 
 @dataclass
@@ -57,6 +57,10 @@ class Experiment:
         return TrainConfig(name=f"{self.name}-{arm['name']}-s{seed}", seed=seed,
                            description=arm.get("label", arm["name"]), **fields)
 
+    def seeds_of(self, arm: dict) -> list[int]:
+        """An arm may run fewer seeds (``seeds = [1]``) where repeating it tells nothing new."""
+        return list(arm.get("seeds", self.seeds))
+
     def run_dir(self, runs_root: Path, arm: dict, seed: int) -> Path:
         return runs_root / self.name / f"{arm['name']}-s{seed}"
 
@@ -75,7 +79,7 @@ def run_experiment(exp: Experiment, data_root: Path, runs_root: Path, arms: list
 
     for seed in exp.seeds:
         for arm in exp.arms:
-            if arms and arm["name"] not in arms:
+            if (arms and arm["name"] not in arms) or seed not in exp.seeds_of(arm):
                 continue
             cfg = exp.config(arm, seed)
             run_dir = exp.run_dir(runs_root, arm, seed)
@@ -107,7 +111,8 @@ def summarise(exp: Experiment, runs_root: Path) -> dict:
     names (default: the last arm, by convention the from-scratch baseline): "how many samples
     does each start need to get where training from scratch gets in the whole run".
     """
-    logs = {arm["name"]: {s: read_log(exp.run_dir(runs_root, arm, s)) for s in exp.seeds} for arm in exp.arms}
+    logs = {arm["name"]: {s: read_log(exp.run_dir(runs_root, arm, s)) for s in exp.seeds_of(arm)}
+            for arm in exp.arms}
     logs = {a: {s: log for s, log in runs.items() if log} for a, runs in logs.items()}
     if isinstance(exp.threshold, (int, float)):
         threshold = float(exp.threshold)
@@ -196,6 +201,44 @@ def run_command(experiment: Path, data_root: Path, runs_root: Path, arms: tuple[
 
     torch.set_num_threads(threads)
     run_experiment(Experiment.load(experiment), data_root, runs_root, list(arms))
+
+
+def snapshot(run_dir: Path, config: Path, out: Path) -> dict:
+    """Export the model in a run's latest checkpoint (with a card saying how far it had trained).
+
+    A transfer base need not be a finished, bundled model: any checkpoint of a run is one, and
+    the card records its step, samples seen and last validation PSNR so results can say so.
+    """
+    import torch
+
+    from arcnn.architectures import build
+    from arcnn.registry import save_model
+
+    cfg = TrainConfig.load(config)
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    model = build(cfg.architecture)
+    model.load_state_dict(state["model"])
+    log = [r for r in read_log(run_dir) if r["samples"] <= state["step"] * cfg.batch]
+    card = {"name": out.stem, "description": f"snapshot of run {run_dir} ({cfg.name}) at step {state['step']}",
+            "trained": True, "architecture": cfg.architecture, "degradation": cfg.degradation,
+            "steps": state["step"], "samples_seen": state["step"] * cfg.batch,
+            "metrics": {"validation": {"psnr": log[-1]["psnr"] if log else None,
+                                       "input_psnr": log[-1]["input"] if log else None}}}
+    save_model(model, out, card)
+    return card
+
+
+@main.command("snapshot")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="The run's training config (for the architecture).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the .safetensors + card.")
+def snapshot_command(run_dir: Path, config: Path, out: Path) -> None:
+    """Export RUN_DIR's latest checkpoint as a model usable as a transfer base."""
+    card = snapshot(run_dir, config, out)
+    click.echo(f"{out}: step {card['steps']}, {card['samples_seen']} samples, "
+               f"last validation PSNR {card['metrics']['validation']['psnr']}")
 
 
 @main.command("report")

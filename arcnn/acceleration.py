@@ -27,6 +27,7 @@ original float32 module a float32 FastNet differs only by summation order (~1e-6
 from __future__ import annotations
 
 import copy
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -169,10 +170,11 @@ def prepare(model: nn.Module, device: torch.device | str = "cpu", precision: str
 class CudaGraphed(nn.Module):
     """Replays ``net`` as one CUDA graph per input shape (captured on first use).
 
-    The returned tensor is the graph's static output: it is overwritten by the next call, so the
-    caller must consume it (e.g. enqueue its copy to the host on the same stream) before calling
-    again; :func:`arcnn.tiling.restore_planes` does. Shapes should repeat (uniform tiles, full
-    batches), otherwise every new shape pays a capture.
+    A graph reads and writes fixed ("static") buffers, so each call copies its input in, replays,
+    and clones the output out, all under a lock and ordered after the previous call's clone (an
+    event), which keeps calls from several threads or streams (worker/batching.py) from
+    overwriting each other's buffers. Shapes should repeat (uniform tiles, full batches, as
+    :func:`arcnn.tiling.restore_planes` sends on CUDA), otherwise every new shape pays a capture.
     """
 
     def __init__(self, net: nn.Module, max_graphs: int = 8) -> None:
@@ -182,6 +184,8 @@ class CudaGraphed(nn.Module):
         self.macs_per_pixel = net.macs_per_pixel
         self.max_graphs = max_graphs
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._lock = threading.Lock()
+        self._last: torch.cuda.Event | None = None
 
     def _capture(self, x: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
         static_in = x.clone()
@@ -198,11 +202,18 @@ class CudaGraphed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         key = (tuple(x.shape), x.dtype, x.device)
-        if key not in self._graphs:
-            if len(self._graphs) >= self.max_graphs:
-                self._graphs.pop(next(iter(self._graphs)))
-            self._graphs[key] = self._capture(x)
-        graph, static_in, static_out = self._graphs[key]
-        static_in.copy_(x)
-        graph.replay()
-        return static_out
+        with self._lock:
+            stream = torch.cuda.current_stream(x.device)
+            if self._last is not None:
+                stream.wait_event(self._last)
+            if key not in self._graphs:
+                if len(self._graphs) >= self.max_graphs:
+                    self._graphs.pop(next(iter(self._graphs)))
+                self._graphs[key] = self._capture(x)
+            graph, static_in, static_out = self._graphs[key]
+            static_in.copy_(x)
+            graph.replay()
+            out = static_out.clone()
+            self._last = torch.cuda.Event()
+            self._last.record(stream)
+        return out

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from arcnn.acceleration import CudaGraphed, default_precision, prepare
 from arcnn.colour import rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
 from arcnn.errors import NoWeightsError
 from arcnn.registry import bundled, load_named
@@ -45,23 +46,31 @@ def nearest_quality_model(quality: int | None, names: list[str]) -> str | None:
 
 
 class Restorer:
-    """Holds loaded models and restores PIL images with them."""
+    """Holds loaded models and restores PIL images with them.
+
+    Models are loaded through :func:`arcnn.acceleration.prepare` (channels-last, fast heads,
+    ``precision``: ``auto`` is fp16 on CUDA and float32 on CPU); ``cuda_graphs`` replays each
+    tile shape as a CUDA graph.
+    """
 
     def __init__(self, model: str = "auto", device: str = "auto", tile: int = 512,
-                 batch_size: int = 4, chroma: str = "passthrough") -> None:
+                 batch_size: int = 4, chroma: str = "passthrough", precision: str = "auto",
+                 cuda_graphs: bool = False) -> None:
         if chroma not in ("passthrough", "restore"):
             raise ValueError("chroma must be 'passthrough' or 'restore'")
         self.default = model
         self.device = str(resolve_device(device))
         self.tile, self.batch_size, self.chroma = tile, batch_size, chroma
+        self.precision = default_precision(self.device) if precision == "auto" else precision
+        self.cuda_graphs = cuda_graphs and self.device.startswith("cuda")
         self._models: dict[str, nn.Module] = {}
         self.cards: dict[str, dict] = {}
 
     @classmethod
     def load(cls, model: str = "auto", device: str = "auto", tile: int = 512, batch_size: int = 4,
-             chroma: str = "passthrough") -> "Restorer":
+             chroma: str = "passthrough", precision: str = "auto", cuda_graphs: bool = False) -> "Restorer":
         """Build a restorer and load its fixed model now (``auto`` loads per image, on demand)."""
-        restorer = cls(model, device, tile, batch_size, chroma)
+        restorer = cls(model, device, tile, batch_size, chroma, precision, cuda_graphs)
         if model != "auto":
             restorer.model(model)
         return restorer
@@ -73,7 +82,8 @@ class Restorer:
     def model(self, name: str) -> nn.Module:
         if name not in self._models:
             net, card = load_named(name)
-            self._models[name] = net.to(self.device).eval()
+            fast = prepare(net, self.device, self.precision)
+            self._models[name] = CudaGraphed(fast) if self.cuda_graphs else fast
             self.cards[name] = card
         return self._models[name]
 

@@ -17,8 +17,7 @@ How the tiles are executed (docs/performance.md has the measurements behind each
   process delays only its own tile rather than every layer of every tile. Images with fewer
   tiles than ``2 * workers`` get smaller tiles (down to 128) so that no core idles.
 - **CUDA**: windows are written into pinned host buffers and copied on a copy stream while the
-  previous batch computes on a compute stream; results come back asynchronously (two slots,
-  double-buffered). Edge tiles are extended to the full tile shape (more replicate padding,
+  previous batch computes; results come back asynchronously (two slots, double-buffered). Edge tiles are extended to the full tile shape (more replicate padding,
   cropped afterwards) and batches are always full, so cuDNN autotuning and CUDA graphs
   (:class:`arcnn.acceleration.CudaGraphed`) see one shape per image size.
 """
@@ -193,15 +192,16 @@ class _Slot:
 
 def _run_cuda(model: nn.Module, planes: list[np.ndarray], outs: list[np.ndarray], batches: list[list[_Job]],
               batch_size: int, device: torch.device, dtype: torch.dtype) -> None:
+    """Copies run on a private stream; compute and the copy back run on the calling thread's
+    current stream, so a model shared between threads (worker/batching.py) stays ordered."""
     radius = model.radius
     shapes = {b[0].out_shape for b in batches}
     in_numel = batch_size * max((h + 2 * radius) * (w + 2 * radius) for h, w in shapes)
     out_numel = batch_size * max(h * w for h, w in shapes)
     slots = [_Slot(in_numel, out_numel, device) for _ in range(2)]
-    copy_stream, compute_stream = torch.cuda.Stream(device), torch.cuda.Stream(device)
-    ambient = torch.cuda.current_stream(device)
-    copy_stream.wait_stream(ambient)  # buffers were zeroed, and the model moved, on the ambient stream
-    compute_stream.wait_stream(ambient)
+    compute = torch.cuda.current_stream(device)
+    copy_stream = torch.cuda.Stream(device)
+    copy_stream.wait_stream(compute)  # the device buffers were zeroed on the compute stream
     for k, batch in enumerate(batches):
         slot = slots[k % 2]
         slot.collect(outs)  # frees this slot: its previous copy-in, compute and copy-out are done
@@ -209,20 +209,18 @@ def _run_cuda(model: nn.Module, planes: list[np.ndarray], outs: list[np.ndarray]
         host_in = slot.host_in[:batch_size * (oh + 2 * radius) * (ow + 2 * radius)].view(
             batch_size, oh + 2 * radius, ow + 2 * radius)
         _fill_batch(host_in.numpy(), batch, planes, radius)  # overlaps the other slot's compute
+        dev_in = slot.dev_in[:host_in.numel()].view(host_in.shape)
         with torch.cuda.stream(copy_stream):
-            dev_in = slot.dev_in[:host_in.numel()].view(host_in.shape)
             dev_in.copy_(host_in, non_blocking=True)
             slot.copied.record(copy_stream)
-        with torch.cuda.stream(compute_stream):
-            compute_stream.wait_event(slot.copied)
-            y = model(dev_in[:, None].to(dtype))  # always the full batch: one shape per image size
-            slot.out_view = slot.host_out[:batch_size * oh * ow].view(batch_size, oh, ow)
-            slot.out_view.copy_((y.float() * 255.0)[:, 0], non_blocking=True)
-            slot.done.record(compute_stream)
+        compute.wait_event(slot.copied)
+        y = model(dev_in[:, None].to(dtype))  # always the full batch: one shape per image size
+        slot.out_view = slot.host_out[:batch_size * oh * ow].view(batch_size, oh, ow)
+        slot.out_view.copy_((y.float() * 255.0)[:, 0], non_blocking=True)
+        slot.done.record(compute)
         slot.batch = batch
     for slot in slots:
         slot.collect(outs)
-    ambient.wait_stream(compute_stream)
 
 
 def _uniform_side(n: int, tile: int, stride: int) -> int:

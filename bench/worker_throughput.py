@@ -1,6 +1,6 @@
 """End-to-end worker throughput against model-only throughput, on the same images in one run.
 
-    python bench/worker_throughput.py [--images 24] [--size 640x480] [--torch-threads 1]
+    python bench/worker_throughput.py [--images 16] [--rounds 2] [--size 640x480] [--torch-threads 1]
 
 Starts its own redis-server and moto S3 server (HTTP, as subprocesses), uploads generated JPEGs,
 then measures:
@@ -11,8 +11,9 @@ then measures:
   fetched from / written to the S3 server over HTTP (timed from the job's first key started to
   its last key recorded, so worker start-up and model loading are not counted);
 
-and prints images/s, megapixels/s and the ratio. Model-only is measured before and after the
-worker run and averaged, because the machine may be shared. Both use the same torch threads.
+and prints images/s, megapixels/s and the ratio. Model-only is measured before the first
+worker run and after each of ``--rounds`` worker runs, and the means are compared, because the
+machine may be shared and its load drift. Both use the same torch threads.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def model_only(images: list[Image.Image], model: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2, help="worker runs, each followed by a model-only run")
     parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the generated images")
     parser.add_argument("--model", default="random:9-7-1-5", help="same compute as the trained AR-CNN")
     parser.add_argument("--torch-threads", type=int, default=1)
@@ -122,7 +124,7 @@ def main() -> None:
         decoded = [decode_image(data, 10**9) for data in sources]
         megapixels = args.images * width * height / 1e6
 
-        before = model_only(decoded, args.model)
+        model_runs = [model_only(decoded, args.model)]
 
         worker = subprocess.Popen([ARCNN, "worker", "--concurrency", str(args.concurrency), "--loglevel", "WARNING"],
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -137,12 +139,13 @@ def main() -> None:
             return wait(lambda: _finished(store, job_id), 3600, f"job {job_id}")
 
         run_job("warmup", "--include", "00000.jpg")  # loads the model, opens connections
-        status = run_job("out")
-        assert status.done == args.images, status
-        worker_seconds = status.finished - status.started
+        worker_runs = []
+        for round_no in range(args.rounds):  # alternate with model-only: a shared machine drifts
+            status = run_job(f"out{round_no}")
+            assert status.done == args.images, status
+            worker_runs.append(status.finished - status.started)
+            model_runs.append(model_only(decoded, args.model))
         stages = _stage_seconds(metrics_port)
-
-        after = model_only(decoded, args.model)
     finally:
         if worker is not None:
             worker.terminate()
@@ -151,7 +154,8 @@ def main() -> None:
             server.terminate()
             server.wait(10)
 
-    model_seconds = (before + after) / 2
+    model_seconds = sum(model_runs) / len(model_runs)
+    worker_seconds = sum(worker_runs) / len(worker_runs)
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {_cpu_name()}",
@@ -159,11 +163,14 @@ def main() -> None:
         "torch_threads": args.torch_threads, "io_threads": args.io_threads, "concurrency": args.concurrency,
         "model_only_images_per_s": args.images / model_seconds,
         "model_only_mp_per_s": megapixels / model_seconds,
-        "model_only_runs_s": [round(before, 2), round(after, 2)],
+        "model_only_runs_s": [round(t, 2) for t in model_runs],
+        "worker_runs_s": [round(t, 2) for t in worker_runs],
         "worker_images_per_s": args.images / worker_seconds,
         "worker_mp_per_s": megapixels / worker_seconds,
         "ratio": model_seconds / worker_seconds,
-        "worker_stage_seconds_per_image": {k: round(v / (args.images + 1), 4) for k, v in stages.items()},
+        "worker_stage_seconds_per_image": {
+            k: round(v / (args.images * args.rounds + 1), 4) for k, v in stages.items()
+        },
         "model_only_seconds_per_image": round(model_seconds / args.images, 4),
     }
     if args.json:
@@ -171,7 +178,8 @@ def main() -> None:
     else:
         print(f"model only : {result['model_only_images_per_s']:.3f} images/s  "
               f"{result['model_only_mp_per_s']:.3f} MP/s  (runs {result['model_only_runs_s']} s)")
-        print(f"worker     : {result['worker_images_per_s']:.3f} images/s  {result['worker_mp_per_s']:.3f} MP/s")
+        print(f"worker     : {result['worker_images_per_s']:.3f} images/s  {result['worker_mp_per_s']:.3f} MP/s"
+              f"  (runs {result['worker_runs_s']} s)")
         print(f"ratio      : {result['ratio']:.1%} of model-only throughput")
         print(f"per image  : model-only {result['model_only_seconds_per_image']} s; worker stages "
               f"{result['worker_stage_seconds_per_image']}")

@@ -78,7 +78,7 @@ def test_transfer_rejects_layers_that_do_not_fit(data_root, base, tmp_path):
 def test_shipped_experiments_declare_valid_runs():
     for path in sorted((CONFIGS / "transfer").glob("*.toml")):
         exp = Experiment.load(path)
-        assert len(exp.seeds) >= 2 and len(exp.arms) >= 3
+        assert exp.seeds and len(exp.arms) >= 3
         for arm in exp.arms:
             cfg = exp.config(arm, exp.seeds[0])
             assert cfg.steps * cfg.batch <= 16_000 and cfg.val_images <= 10

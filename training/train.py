@@ -137,8 +137,11 @@ def load_data(cfg: TrainConfig, data_root: Path, radius: int) -> tuple[PatchSamp
 
 
 def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None = None,
-          device: str = "auto", progress: bool = True) -> dict:
-    """Train (or resume) the run in ``run_dir``; export the final model to ``export`` if given."""
+          device: str = "auto", progress: bool = True, until: int | None = None) -> dict:
+    """Train (or resume) the run in ``run_dir``; export the final model to ``export`` if given.
+
+    ``until`` stops early at that step (checkpointed, not exported), for training in slices.
+    """
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     torch.manual_seed(cfg.seed)
@@ -176,7 +179,8 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name, dynamic_ncols=True)
     started = time.time() - elapsed
     model.train()
-    while step < cfg.steps:
+    last = min(cfg.steps, until) if until is not None else cfg.steps
+    while step < last:
         factor = lr_factor(step, cfg)
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor
@@ -202,7 +206,7 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
             with open(log_path, "a", newline="") as f:
                 csv.writer(f).writerow(row)
             _write_plot(log_path, run_dir / "curve.png", cfg.name)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if step % cfg.checkpoint_every == 0 or step == last:
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "sampler": sampler.state(), "torch_rng": torch.get_rng_state(),
                           "step": step, "elapsed": time.time() - started}, checkpoint)
@@ -230,7 +234,7 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
                                    "psnr_b": float(final.get("val_psnr_b", "nan")),
                                    "input_psnr": float(final.get("input_psnr", "nan"))}},
     }
-    if export is not None:
+    if export is not None and step == cfg.steps:
         save_model(model.cpu(), export, card)
     return card
 

@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="worker runs, each followed by a model-only run")
     parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the generated images")
     parser.add_argument("--model", default="random:9-7-1-5", help="same compute as the trained AR-CNN")
+    parser.add_argument("--format", default="png", choices=["png", "jpeg", "webp"], help="output format")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--io-threads", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=2)
@@ -133,19 +134,20 @@ def main() -> None:
         def run_job(dest: str, *options: str):  # noqa: ANN202
             job_id = subprocess.run(
                 [ARCNN, "enqueue", f"s3://{BUCKET}/in", "--dest", f"s3://{BUCKET}/{dest}",
-                 "--model", args.model, *options],
+                 "--model", args.model, "--format", args.format, *options],
                 env=env, check=True, capture_output=True, text=True,
             ).stdout.strip()
             return wait(lambda: _finished(store, job_id), 3600, f"job {job_id}")
 
         run_job("warmup", "--include", "00000.jpg")  # loads the model, opens connections
+        warm = _stage_seconds(metrics_port)
         worker_runs = []
         for round_no in range(args.rounds):  # alternate with model-only: a shared machine drifts
             status = run_job(f"out{round_no}")
             assert status.done == args.images, status
             worker_runs.append(status.finished - status.started)
             model_runs.append(model_only(decoded, args.model))
-        stages = _stage_seconds(metrics_port)
+        stages = {k: v - warm.get(k, 0.0) for k, v in _stage_seconds(metrics_port).items()}
     finally:
         if worker is not None:
             worker.terminate()
@@ -159,7 +161,8 @@ def main() -> None:
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {_cpu_name()}",
-        "images": args.images, "size": f"{width}x{height}", "model": args.model,
+        "images": args.images, "rounds": args.rounds, "size": f"{width}x{height}", "model": args.model,
+        "format": args.format,
         "torch_threads": args.torch_threads, "io_threads": args.io_threads, "concurrency": args.concurrency,
         "model_only_images_per_s": args.images / model_seconds,
         "model_only_mp_per_s": megapixels / model_seconds,
@@ -169,9 +172,11 @@ def main() -> None:
         "worker_mp_per_s": megapixels / worker_seconds,
         "ratio": model_seconds / worker_seconds,
         "worker_stage_seconds_per_image": {
-            k: round(v / (args.images * args.rounds + 1), 4) for k, v in stages.items()
+            k: round(v / (args.images * args.rounds), 4) for k, v in stages.items()
         },
         "model_only_seconds_per_image": round(model_seconds / args.images, 4),
+        # share of the worker's wall time during which its inference stage was busy
+        "infer_busy": stages["infer"] / sum(worker_runs),
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -181,6 +186,7 @@ def main() -> None:
         print(f"worker     : {result['worker_images_per_s']:.3f} images/s  {result['worker_mp_per_s']:.3f} MP/s"
               f"  (runs {result['worker_runs_s']} s)")
         print(f"ratio      : {result['ratio']:.1%} of model-only throughput")
+        print(f"infer busy : {result['infer_busy']:.1%} of the worker's wall time")
         print(f"per image  : model-only {result['model_only_seconds_per_image']} s; worker stages "
               f"{result['worker_stage_seconds_per_image']}")
 

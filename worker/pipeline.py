@@ -114,7 +114,6 @@ class _Fed:
 
 _STOP = object()
 
-
 @contextmanager
 def _timed(stage: str) -> Iterator[None]:
     start = time.perf_counter()

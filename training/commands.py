@@ -32,10 +32,13 @@ DEFAULT_DATA = Path("../shared/data")
 @click.option("--export", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the final .safetensors + card (default: the bundled weights).")
 @click.option("--steps", type=int, default=None, help="Override the config's step count.")
+@click.option("--until", type=int, default=None,
+              help="Stop at this step (checkpointed, not exported); the schedule still spans --steps.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 def train_command(config_path: Path | None, profile: str | None, base: str | None,
                   train_dirs: tuple[Path, ...], val_dirs: tuple[Path, ...], data_root: Path,
-                  run_dir: Path | None, export: Path | None, steps: int | None, device: str) -> None:
+                  run_dir: Path | None, export: Path | None, steps: int | None, until: int | None,
+                  device: str) -> None:
     """Train a model from a config (resumable), then export it with its model card."""
     from arcnn.errors import ArcnnError
     from training.platforms import PLATFORM_RECIPE, ProfileError, load_profile, platform_config, record_profile
@@ -58,7 +61,7 @@ def train_command(config_path: Path | None, profile: str | None, base: str | Non
     run_dir = run_dir or Path("runs") / cfg.name
     export = export or default_export(cfg.name)
     try:
-        card = train(cfg, data_root, run_dir, export=export, device=device)
+        card = train(cfg, data_root, run_dir, export=export, device=device, until=until)
     except (ArcnnError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     if profile is not None:

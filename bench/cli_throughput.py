@@ -47,7 +47,7 @@ def run_cli(inputs: Path, out: Path, model: str) -> float:
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--data", type=Path, default=KODAK, help="folder of PNG photos")
-    parser.add_argument("--models", default="random:arcnn,random:fast-arcnn")
+    parser.add_argument("--models", default="random:9-7-1-5,random:fast-arcnn")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     if args.quick:

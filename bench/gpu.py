@@ -20,10 +20,9 @@ import torch
 from PIL import Image
 
 from arcnn.acceleration import PRECISIONS, CudaGraphed, prepare
-from arcnn.registry import load_named
 from arcnn.restoration import Restorer
 from arcnn.tiling import restore_planes
-from bench.harness import arguments, table, write
+from bench.harness import arguments, shipped_like, table, write
 
 
 def gpu_matmul_tflops(dtype: torch.dtype, n: int) -> float:
@@ -40,7 +39,7 @@ def gpu_matmul_tflops(dtype: torch.dtype, n: int) -> float:
 
 def model_only(arch: str, precision: str, graphs: bool, planes: list[np.ndarray], tile: int, batch: int) -> float:
     """Seconds to restore ``planes`` (best of 3, after a warm-up that also autotunes/captures)."""
-    fast = prepare(load_named(f"random:{arch}")[0], "cuda", precision)
+    fast = prepare(shipped_like(arch), "cuda", precision)
     net = CudaGraphed(fast) if graphs else fast
     best = float("inf")
     for i in range(4):
@@ -78,7 +77,7 @@ class Utilisation:
 
 def photo_stream(jpegs: list[bytes], precision: str, graphs: bool, tile: int, batch: int, io_threads: int) -> dict:
     """Decode in a thread pool (prefetching), restore on the GPU, encode PNG in the pool."""
-    restorer = Restorer.load("random:arcnn", device="cuda", tile=tile, batch_size=batch, precision=precision,
+    restorer = Restorer.load("random:9-7-1-5", device="cuda", tile=tile, batch_size=batch, precision=precision,
                              cuda_graphs=graphs)
 
     def decode(data: bytes) -> Image.Image:
@@ -125,7 +124,7 @@ def main() -> None:
     floors = {p: gpu_matmul_tflops(d, n) for p, d in PRECISIONS.items()}
     rows = []
     for arch in ("arcnn", "fast-arcnn"):
-        macs = load_named(f"random:{arch}")[0].macs_per_pixel
+        macs = shipped_like(arch).macs_per_pixel
         for precision in PRECISIONS:
             for graphs in (False, True):
                 seconds = model_only(arch, precision, graphs, planes, args.tile, args.batch)

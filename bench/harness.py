@@ -20,8 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from arcnn.acceleration import cpu_has_bf16
+from arcnn.registry import load_named
 
 OUT_DIR = Path(__file__).parent / "out"
 
@@ -32,6 +34,14 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny inputs, one repeat: checks that it runs")
     parser.add_argument("--json", type=Path, default=None, help="where to write results (default bench/out/NAME.json)")
     return parser
+
+
+def shipped_like(arch: str) -> nn.Module:
+    """``random:<arch>`` (seeded, untrained: speed does not depend on the weights), made residual
+    like every bundled model, since that decides whether the output layer may run in bf16."""
+    model, _ = load_named(f"random:{arch}")
+    model.residual = True
+    return model
 
 
 def machine() -> dict:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from arcnn.acceleration import cpu_has_bf16, prepare
-from arcnn.registry import load_named
 from arcnn.tiling import restore_plane, restore_whole
-from bench.harness import Floor, arguments, table, throughput_row, timed, write
+from bench.harness import Floor, arguments, shipped_like, table, throughput_row, timed, write
 
 
 def measure(arch: str, size: int, tiles: list[int], repeats: int, floor: Floor) -> list[dict]:
-    model, _ = load_named(f"random:{arch}")
+    model = shipped_like(arch)
     plane = np.random.default_rng(0).integers(0, 256, (size, size), dtype=np.uint8)
     paths = {"ours fp32": prepare(model, "cpu", "fp32")}
     if cpu_has_bf16():

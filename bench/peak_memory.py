@@ -43,7 +43,7 @@ def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--megapixels", type=float, default=50.0)
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--model", default="random:arcnn")
+    parser.add_argument("--model", default="random:9-7-1-5", help="random:9-7-1-5 is AR-CNN, residual like the bundled models")
     parser.add_argument("--precisions", default="fp32")
     parser.add_argument("--child", action="store_true", help="internal: measure in this process")
     args = parser.parse_args()

@@ -11,21 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 from arcnn.acceleration import cpu_has_bf16, prepare
-from arcnn.registry import load_named
 from arcnn.tiling import restore_plane, restore_whole
-from bench.harness import Floor, arguments, table, throughput_row, timed, write
+from bench.harness import Floor, arguments, shipped_like, table, throughput_row, timed, write
 
 
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--sizes", default="256,512,1024,2048")
-    parser.add_argument("--model", default="random:arcnn")
+    parser.add_argument("--arch", default="arcnn")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.repeats = "48", 1
-    model, _ = load_named(args.model)
+    model = shipped_like(args.arch)
     ours = {"ours fp32": prepare(model, "cpu", "fp32")}
     if cpu_has_bf16():
         ours["ours bf16"] = prepare(model, "cpu", "bf16")
@@ -43,11 +42,11 @@ def main() -> None:
         for r in rows[-1 - len(ours):]:
             print(f"  {r['size']} {r['path']}: {r['mp_per_s']:.3f} MP/s (x{r['speedup']:.2f})", flush=True)
     slower = [r for r in rows if r["path"] != "plain" and r["speedup"] < 1.0]
-    print(f"\n{args.model}, tile {args.tile}, best of {args.repeats}; floor sampled beside each row")
+    print(f"\n{args.arch} (random weights, residual), tile {args.tile}, best of {args.repeats}; floor sampled beside each row")
     print(table(rows, ["size", "path", "mp_per_s", "gflops", "floor_fp32_gflops", "of_fp32_floor", "speedup"]))
     print("\nours is " + ("slower than plain at: " + ", ".join(f"{r['size']} {r['path']}" for r in slower)
                          if slower else "not slower than plain at any size"))
-    path = write("side_by_side", args.json, {"model": args.model, "tile": args.tile, "repeats": args.repeats,
+    path = write("side_by_side", args.json, {"architecture": args.arch, "tile": args.tile, "repeats": args.repeats,
                                              "rows": rows, "ours_slower_anywhere": bool(slower)})
     print(f"wrote {path}")
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from threading import Lock
+import threading
 
 import numpy as np
 import torch
@@ -126,15 +126,16 @@ def _scatter(outs: list[np.ndarray], batch: list[_Job], results: np.ndarray) -> 
         outs[job.plane][t.y0:t.y1, t.x0:t.x1] = result[:th, :tw]
 
 
+_POOL_PREFIX = "arcnn-tile"
 _POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = Lock()
+_POOLS_LOCK = threading.Lock()
 
 
 def _cpu_pool(workers: int) -> ThreadPoolExecutor:
     """A process-wide pool of ``workers`` threads, each with one torch (intra-op) thread."""
     with _POOLS_LOCK:
         if workers not in _POOLS:
-            _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="arcnn-tile",
+            _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix=_POOL_PREFIX,
                                                  initializer=torch.set_num_threads, initargs=(1,))
         return _POOLS[workers]
 
@@ -161,7 +162,8 @@ def _run_cpu(model: nn.Module, planes: list[np.ndarray], outs: list[np.ndarray],
             y = model(torch.from_numpy(windows)[:, None].to(dtype))
             _scatter(outs, batch, (y.float() * 255.0).numpy()[:, 0])
 
-    if workers <= 1 or len(batches) <= 1:
+    nested = threading.current_thread().name.startswith(_POOL_PREFIX)  # waiting on our own pool would deadlock
+    if workers <= 1 or len(batches) <= 1 or nested:
         for batch in batches:
             run(batch)
     else:

@@ -132,8 +132,8 @@ def test_cuda_fp32_pipeline_matches_cpu(name):
     model = _model(name, True)
     plane = _plane((150, 203), seed=7)
     ref = restore_plane(prepare(model, "cpu", "fp32"), plane, tile=64)
-    torch.backends.cudnn.allow_tf32 = False
-    out = restore_plane(prepare(model, "cuda", "fp32"), plane, tile=64, batch_size=3, device="cuda")
+    with torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=False):
+        out = restore_plane(prepare(model, "cuda", "fp32"), plane, tile=64, batch_size=3, device="cuda")
     assert np.abs(out - ref).max() <= 1e-3
 
 

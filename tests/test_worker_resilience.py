@@ -44,43 +44,46 @@ def redis_for_test(tmp_path: Path):
     server.stop()
 
 
-def test_sigkilled_worker_loses_nothing_and_counts_stay_exact(bucket, workers, redis_for_test) -> None:  # noqa: F811
-    n = 40
+def test_sigkilled_worker_loses_nothing_and_counts_stay_exact(bucket, redis_for_test, workers) -> None:  # noqa: F811
+    n = 24
     for i in range(n):
-        bucket.put(f"in/{i:03d}.jpg", jpeg(i, width=96, height=96))
+        bucket.put(f"in/{i:03d}.jpg", jpeg(i, width=256, height=256))
     env = base_env(redis_for_test.url, bucket.url, ARCNN_VISIBILITY_TIMEOUT=str(VISIBILITY))
     victim, survivor = workers(env), workers(env)
     victim.wait_ready(), survivor.wait_ready()
     job_id = _enqueue(env)
-    wait_for(lambda: _progress(redis_for_test.url, job_id) >= 6, 60, 0.05, "job under way")
-    client = redis_for_test.client()
+
+    def victim_busy() -> bool:  # it holds a batch it has not finished, and the job is under way
+        log = victim.log()
+        return bool(_task_ids(log, "received") - _task_ids(log, "succeeded")) and \
+            _progress(redis_for_test.url, job_id) >= 2
+
+    wait_for(victim_busy, 120, 0.05, "the victim mid-batch")
     victim.kill()
-    killed_at = time.monotonic()
-    held = client.hlen("unacked")  # the victim's reserved batches (and the survivor's current ones)
-    status = wait_job(redis_for_test.url, job_id, timeout=90)
+    client = redis_for_test.client()
+    status = wait_job(redis_for_test.url, job_id, timeout=240, workers=(victim, survivor))
     assert (status["state"], status["total"], status["done"], status["skipped"], status["failed"]) == \
         ("done", n, n, 0, 0)
     assert bucket.keys("out/") == [f"out/{i:03d}.png" for i in range(n)]
-    assert held >= 1 and client.hlen("unacked") == 0
-    assert time.monotonic() - killed_at < VISIBILITY + 60
+    assert client.hlen("unacked") == 0
     # the batches the victim had received but not finished were redelivered to the survivor
     unfinished = _task_ids(victim.log(), "received") - _task_ids(victim.log(), "succeeded")
     assert unfinished and unfinished <= _task_ids(survivor.log(), "received")
 
 
-def test_redis_restart_mid_job_workers_reconnect_and_finish(bucket, workers, redis_for_test) -> None:  # noqa: F811
-    n = 32
+def test_redis_restart_mid_job_workers_reconnect_and_finish(bucket, redis_for_test, workers) -> None:  # noqa: F811
+    n = 24
     for i in range(n):
-        bucket.put(f"in/{i:03d}.jpg", jpeg(i, width=96, height=96))
+        bucket.put(f"in/{i:03d}.jpg", jpeg(i, width=256, height=256))
     env = base_env(redis_for_test.url, bucket.url, ARCNN_VISIBILITY_TIMEOUT=str(VISIBILITY))
     worker = workers(env).wait_ready()
     job_id = _enqueue(env)
-    wait_for(lambda: _progress(redis_for_test.url, job_id) >= 4, 60, 0.05, "job under way")
+    wait_for(lambda: _progress(redis_for_test.url, job_id) >= 2, 120, 0.05, "job under way")
     redis_for_test.stop()  # SIGTERM: Redis writes its append-only file and exits
     time.sleep(2)
     redis_for_test.start()  # same port, same data directory
     assert _progress(redis_for_test.url, job_id) < n  # it really was mid-job
-    status = wait_job(redis_for_test.url, job_id, timeout=120)
+    status = wait_job(redis_for_test.url, job_id, timeout=240, workers=(worker,))
     assert (status["state"], status["total"], status["done"], status["skipped"], status["failed"]) == \
         ("done", n, n, 0, 0)
     assert bucket.keys("out/") == [f"out/{i:03d}.png" for i in range(n)]
@@ -88,7 +91,7 @@ def test_redis_restart_mid_job_workers_reconnect_and_finish(bucket, workers, red
     assert "Connection to broker lost" in worker.log()
 
 
-def test_a_key_that_kills_its_worker_is_failed_as_poison_not_retried_forever(bucket, workers, redis_for_test) -> None:  # noqa: F811
+def test_a_key_that_kills_its_worker_is_failed_as_poison_not_retried_forever(bucket, redis_for_test, workers) -> None:  # noqa: F811
     """The key is started, its worker dies (SIGKILL), the batch is redelivered; with
     ``ARCNN_MAX_DELIVERIES=1`` the second start fails the key as poison instead of processing it."""
     for i in range(3):
@@ -102,8 +105,8 @@ def test_a_key_that_kills_its_worker_is_failed_as_poison_not_retried_forever(buc
     wait_for(lambda: client.hlen(f"arcnn:job:{job_id}:attempts") >= 1 and
              _progress(redis_for_test.url, job_id) == 3, 60, 0.02, "the killer key in flight")
     first.kill()
-    workers(env, concurrency=1).wait_ready()
-    status = wait_job(redis_for_test.url, job_id, timeout=60)
+    second = workers(env, concurrency=1).wait_ready()
+    status = wait_job(redis_for_test.url, job_id, timeout=240, workers=(first, second))
     assert (status["state"], status["total"], status["done"], status["failed"]) == ("done", 4, 3, 1)
     assert status["failed_keys"]["in/z-killer.jpg"]["reason"] == "poison"
     assert bucket.keys("out/") == ["out/a0.png", "out/a1.png", "out/a2.png"]

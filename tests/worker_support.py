@@ -331,8 +331,9 @@ def job_status(broker_url: str, job_id: str) -> dict:
     return JobStore.from_url(broker_url).status(job_id).as_dict()
 
 
-def wait_job(broker_url: str, job_id: str, timeout: float = 60) -> dict:
-    """Poll the job store until the job is done or failed."""
+def wait_job(broker_url: str, job_id: str, timeout: float = 120,
+             workers: tuple[WorkerProcess, ...] = ()) -> dict:
+    """Poll the job store until the job is done or failed (on timeout, show the workers' logs)."""
 
     def finished() -> dict | None:
         try:
@@ -341,7 +342,15 @@ def wait_job(broker_url: str, job_id: str, timeout: float = 60) -> dict:
             return None
         return status if status["state"] in ("done", "failed") else None
 
-    return wait_for(finished, timeout, 0.3, f"job {job_id}")  # type: ignore[return-value]
+    try:
+        return wait_for(finished, timeout, 0.3, f"job {job_id}")  # type: ignore[return-value]
+    except TimeoutError as error:
+        try:
+            last = job_status(broker_url, job_id)
+        except redis.RedisError as redis_error:
+            last = {"unavailable": repr(redis_error)}
+        logs = "\n".join(f"--- {w.log_path.name}\n{w.log()[-4000:]}" for w in workers)
+        raise AssertionError(f"{error}; last status {last}\n{logs}") from error
 
 
 def status_json(env: dict[str, str], job_id: str) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-SUITE = ["floor", "model_throughput", "side_by_side", "cli_throughput", "peak_memory", "gpu"]
+SUITE = ["floor", "per_core", "model_throughput", "side_by_side", "cli_throughput", "peak_memory", "gpu"]
 
 
 def main() -> None:

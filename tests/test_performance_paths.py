@@ -156,7 +156,7 @@ def test_cuda_graphs_match_eager():
     assert np.array_equal(eager, graphed)
 
 
-@pytest.mark.parametrize("script", ["floor", "model_throughput", "side_by_side", "cli_throughput",
+@pytest.mark.parametrize("script", ["floor", "per_core", "model_throughput", "side_by_side", "cli_throughput",
                                     "peak_memory", "gpu"])
 def test_bench_scripts_run_quick(script, tmp_path, monkeypatch):
     """Every benchmark runs end to end in --quick mode and writes its JSON (in this process:

@@ -151,6 +151,7 @@ def test_train_platform_end_to_end(folders, tmp_path):
     assert card["degradation"]["steps"][0] == {"type": "resize", "long_side": None, "box": [100, 75],
                                                "filter": "bicubic"}
     assert card["platform"]["name"] == "tiny" and card["platform"]["degradation"]["steps"][1]["type"] == "webp"
+    assert "base_card" not in card["transfer"]  # a random: base has no card to keep
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("3,48,")  # one validation at the end, batch 16
 

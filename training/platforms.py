@@ -248,9 +248,18 @@ def platform_config(profile: Profile, data_root: Path, recipe: Path = PLATFORM_R
 
 
 def record_profile(card_path: Path, profile: Profile, evaluation: dict | None = None) -> None:
-    """Add the profile (and optionally a held-out evaluation) to a platform model's card."""
+    """Add the profile (and optionally a held-out evaluation) to a platform model's card.
+
+    A base given as a file path (not a bundled name) may not travel with the model, so the
+    card keeps what its own card said: what it was, how long it had trained.
+    """
     card = json.loads(card_path.read_text())
     card["platform"] = profile.describe()
+    base = (card.get("transfer") or {}).get("base", "")
+    if base.endswith(".safetensors") and Path(base).with_suffix(".json").exists():
+        base_card = json.loads(Path(base).with_suffix(".json").read_text())
+        card["transfer"]["base_card"] = {k: base_card.get(k) for k in
+                                         ("description", "degradation", "steps", "samples_seen", "metrics")}
     if evaluation is not None:
         card.setdefault("metrics", {})["held_out"] = evaluation
     card_path.write_text(json.dumps(card, indent=2) + "\n")

@@ -180,7 +180,7 @@ class _Slot:
         self.host_out = torch.empty(out_numel, dtype=torch.float32, pin_memory=True)
         self.dev_in = torch.zeros(in_numel, dtype=torch.float32, device=device)
         self.copied = torch.cuda.Event()
-        self.done = torch.cuda.Event()
+        self.done = torch.cuda.Event(blocking=True)  # the host sleeps while waiting: cores stay free for decoding
         self.batch: list[_Job] | None = None
         self.out_view: torch.Tensor | None = None
 
@@ -196,6 +196,8 @@ def _run_cuda(model: nn.Module, planes: list[np.ndarray], outs: list[np.ndarray]
               batch_size: int, device: torch.device, dtype: torch.dtype) -> None:
     """Copies run on a private stream; compute and the copy back run on the calling thread's
     current stream, so a model shared between threads (worker/batching.py) stays ordered."""
+    if not batches:
+        return
     radius = model.radius
     shapes = {b[0].out_shape for b in batches}
     in_numel = batch_size * max((h + 2 * radius) * (w + 2 * radius) for h, w in shapes)

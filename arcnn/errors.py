@@ -14,3 +14,7 @@ class BadImageError(ArcnnError):
 
 class NoWeightsError(ArcnnError):
     """A model name has no trained weights bundled or at the given path."""
+
+
+class TooLargeError(BadImageError):
+    """The image has more pixels than the decompression-bomb limit (``ARCNN_MAX_PIXELS``)."""

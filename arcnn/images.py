@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from arcnn.errors import BadImageError
+from arcnn.errors import BadImageError, TooLargeError
 from arcnn.quality import estimate_quality
 
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
@@ -38,7 +38,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:
-                raise BadImageError(f"image is {width}x{height} = {width * height} pixels, over the "
+                raise TooLargeError(f"image is {width}x{height} = {width * height} pixels, over the "
                                     f"limit of {max_pixels} (ARCNN_MAX_PIXELS)")
             quality = estimate_quality(getattr(img, "quantization", None)) if img.format == "JPEG" else None
             source_format = img.format
@@ -47,7 +47,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(f"image is over the limit of {max_pixels} pixels (ARCNN_MAX_PIXELS); "
+        raise TooLargeError(f"image is over the limit of {max_pixels} pixels (ARCNN_MAX_PIXELS); "
                             f"decompression bomb refused: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise BadImageError("not an image (format not recognised)") from exc

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from arcnn.errors import ArcnnError, BadImageError, NoWeightsError
+from arcnn.errors import ArcnnError, BadImageError, NoWeightsError, TooLargeError
 from arcnn.images import EXTENSIONS, decode_image, encode_image
 from arcnn.registry import bundled
 from arcnn.restoration import Restorer, resolve_device
@@ -332,7 +332,7 @@ class Pipeline:
     def _fail(self, work: Work, error: Exception, model: str = "") -> None:
         """Finish ``work`` as failed with a reason slug; unexpected errors are logged in full."""
         if isinstance(error, BadImageError):
-            reason = "too_large" if "ARCNN_MAX_PIXELS" in str(error) or "bomb" in str(error) else "bad_image"
+            reason = "too_large" if isinstance(error, TooLargeError) else "bad_image"
         elif isinstance(error, UnsafeKeyError):
             reason = "unsafe_key"
         elif isinstance(error, NoWeightsError):

@@ -119,10 +119,10 @@ def throughput_row(pixels: int, seconds: float, macs_per_pixel: int, floor: dict
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
-    """A markdown table of ``columns`` (floats to 3 significant decimals)."""
+    """A markdown table of ``columns`` (floats to 4 significant digits)."""
     def fmt(v: object) -> str:
         if isinstance(v, float):
-            return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+            return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
         return "" if v is None else str(v)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]

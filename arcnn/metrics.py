@@ -74,27 +74,27 @@ def psnr_b(reference: np.ndarray, test: np.ndarray, block: int = 8) -> float:
 
 
 def _window(kind: str) -> torch.Tensor:
+    """The 1-D profile of a separable SSIM window (the 2-D window is its outer product)."""
     if kind == "gaussian":
         coords = torch.arange(11, dtype=torch.float64) - 5
         g = torch.exp(-(coords**2) / (2 * 1.5**2))
-        g = g / g.sum()
-        return torch.outer(g, g)
+        return g / g.sum()
     if kind == "uniform8":
-        return torch.full((8, 8), 1 / 64, dtype=torch.float64)
+        return torch.full((8,), 1 / 8, dtype=torch.float64)
     raise ValueError(f"unknown SSIM window {kind!r}: use 'gaussian' or 'uniform8'")
 
 
 def ssim(reference: np.ndarray, test: np.ndarray, window: str = "gaussian") -> float:
     """Mean SSIM over all window positions fully inside the image (no padding), K1=.01, K2=.03."""
     a, b = _pair(reference, test)
-    kernel = _window(window)[None, None]
+    profile = _window(window)
     x = torch.from_numpy(a)[None, None]
     y = torch.from_numpy(b)[None, None]
-    if min(a.shape) < kernel.shape[-1]:
+    if min(a.shape) < profile.numel():
         raise ValueError(f"image {a.shape} smaller than the SSIM window")
 
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, kernel)
+    def blur(t: torch.Tensor) -> torch.Tensor:  # separable: rows, then columns
+        return F.conv2d(F.conv2d(t, profile[None, None, :, None]), profile[None, None, None, :])
 
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x**2

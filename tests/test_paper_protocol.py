@@ -16,3 +16,4 @@ def test_jpeg_q10_on_live1_matches_paper():
     assert result["images"] == 29
     assert result["input"]["psnr"] == pytest.approx(27.77, abs=0.01)
     assert result["input"]["psnr_b"] == pytest.approx(25.33, abs=0.02)
+    assert result["input"]["ssim"] == pytest.approx(0.7905, abs=0.001)  # 8x8 unweighted windows

@@ -35,10 +35,8 @@ def worker(env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProc
 
 
 def enqueue(env: dict[str, str], *args: str) -> str:
-    started = time.monotonic()
     job_id = cli(env, "enqueue", SRC, "--dest", DEST, "--model", MODEL, *args).stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{12}", job_id), job_id
-    assert time.monotonic() - started < 20  # returns at once; the listing happens in the workers
     return job_id
 
 

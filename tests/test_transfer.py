@@ -13,7 +13,7 @@ from arcnn.registry import save_model
 from training.train import TrainConfig, train
 from training.transfer import conv_layers
 from training.transfer_experiments import (
-    Experiment, markdown_table, plot, run_experiment, samples_to_reach, summarise,
+    Experiment, markdown_curves, markdown_table, plot, run_experiment, samples_to_reach, summarise,
 )
 
 CONFIGS = Path(__file__).parents[1] / "training" / "configs"
@@ -137,6 +137,7 @@ init = "gaussian"
     assert summary["threshold"] == pytest.approx(np.mean(list(scratch["final"].values())))
     assert scratch["samples"] == {1: 16, 2: 16}
     table = markdown_table(summary)
+    assert markdown_curves(summary).splitlines()[0] == "| arm | 8 | 16 |"
     assert "| layer 1 of base | 16 |" in table and "| scratch | 16 |" in table
     plot(exp, summary, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000

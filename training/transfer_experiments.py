@@ -182,6 +182,23 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown_curves(summary: dict) -> str:
+    """Validation PSNR of every arm at every sample count (mean over seeds): equal-samples reading.
+
+    Runs cut short (or still running) stop early; this table compares arms only where both have
+    data, which the "final PSNR" column cannot do.
+    """
+    counts = sorted({r["samples"] for a in summary["arms"].values() for log in a["runs"].values() for r in log})
+    lines = ["| arm | " + " | ".join(f"{c:,}" for c in counts) + " |", "|---" * (len(counts) + 1) + "|"]
+    for arm in summary["arms"].values():
+        cells = []
+        for c in counts:
+            values = [r["psnr"] for log in arm["runs"].values() for r in log if r["samples"] == c]
+            cells.append(f"{np.mean(values):.3f}" if values else "-")
+        lines.append(f"| {arm['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 @click.group()
 def main() -> None:
     """Run transfer experiments and report their curves."""
@@ -254,6 +271,8 @@ def report_command(experiment: Path, runs_root: Path, figure: Path | None) -> No
     if figure is not None:
         plot(exp, summary, figure)
     click.echo(markdown_table(summary))
+    click.echo("\nValidation PSNR (dB) against samples seen:\n")
+    click.echo(markdown_curves(summary))
 
 
 if __name__ == "__main__":

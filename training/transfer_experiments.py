@@ -149,7 +149,7 @@ def plot(exp: Experiment, summary: dict, path: Path) -> None:
         length = min(len(log) for log in runs) if runs else 0
         if length:
             mean = np.mean([[r["psnr"] for r in log[:length]] for log in runs], axis=0)
-            ax.plot([r["samples"] for r in runs[0][:length]], mean, color=colour, lw=2.2,
+            ax.plot([r["samples"] for r in runs[0][:length]], mean, color=colour, lw=2.2, marker="o", ms=4,
                     label=f"{arm['label']} ({len(runs)} run{'s' * (len(runs) > 1)})")
     ax.axhline(summary["input_psnr"], color="gray", ls="--", lw=1, label="degraded input")
     if np.isfinite(summary["threshold"]):

@@ -40,26 +40,29 @@ def measure(cache: dict, key: str, fn) -> dict:
 
 
 def run_measurements(data: Path, cache: dict, save) -> None:
+    """Most important first (LIVE1, the paper's table), so a cut-short run keeps what matters."""
     models = bundled()
-    for q in QUALITIES:
-        specific = f"jpeg-q{q}"
-        for dataset in SETS:
-            for name in (specific, "jpeg-any", "fast-arcnn-q10" if q == 10 else None):
-                if name in models:
-                    net, _ = load_named(name)
-                    measure(cache, f"paper|{dataset}|{q}|{name}",
-                            lambda: paper_protocol(net, data / dataset, q))
-                    save()
-        if specific in models:
-            restorer = Restorer.load(specific, device="cpu")
-            measure(cache, f"color|LIVE1|{q}|{specific}",
-                    lambda: color_protocol(restorer.restore, data / "LIVE1", q))
-            save()
-            if q in (10, 30):  # the chroma choice: restore Cb/Cr with the same model too?
-                both = Restorer.load(specific, device="cpu", chroma="restore")
-                measure(cache, f"color|LIVE1|{q}|{specific}|chroma-restore",
-                        lambda: color_protocol(both.restore, data / "LIVE1", q))
-                save()
+    plan = []
+    for dataset in SETS:
+        for q in QUALITIES:
+            for name in (f"jpeg-q{q}", "jpeg-any", "fast-arcnn-q10" if q == 10 else None):
+                if name in models and (name == f"jpeg-q{q}" or dataset == "LIVE1"):
+                    plan.append(("paper", dataset, q, name))
+    plan += [("color", "LIVE1", q, f"jpeg-q{q}") for q in QUALITIES if f"jpeg-q{q}" in models]
+    for protocol, dataset, q, name in plan:
+        key = f"{protocol}|{dataset}|{q}|{name}"
+        if protocol == "paper":
+            net, _ = load_named(name)
+            measure(cache, key, lambda: paper_protocol(net, data / dataset, q))
+        else:
+            restorer = Restorer.load(name, device="cpu")
+            measure(cache, key, lambda: color_protocol(restorer.restore, data / dataset, q))
+        save()
+    if "jpeg-q10" in models:  # the chroma choice: restore Cb/Cr with the same model too?
+        both = Restorer.load("jpeg-q10", device="cpu", chroma="restore")
+        measure(cache, "color|LIVE1|10|jpeg-q10|chroma-restore",
+                lambda: color_protocol(both.restore, data / "LIVE1", 10))
+        save()
 
 
 def _fmt(m: dict) -> str:

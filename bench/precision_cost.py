@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("data", nargs="?", type=Path, default=None)
     parser.add_argument("--quality", type=int, default=10)
     parser.add_argument("--model", default="jpeg-q10")
+    parser.add_argument("--precisions", default=None,
+                        help="fast paths to compare with the original (default: fp32 and every reduced one the device has)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with tempfile.TemporaryDirectory() as tmp:
@@ -38,6 +40,8 @@ def main() -> None:
             parser.error("give a data folder (e.g. ../shared/data/LIVE1)")
         model, card = load_named(args.model)
         precisions = ["fp32"] + (["fp16", "bf16"] if device == "cuda" else ["bf16"] if cpu_has_bf16() else [])
+        if args.precisions:
+            precisions = args.precisions.split(",")
         nets = {"original fp32": model.to(device), **{f"ours {p}": prepare(model, device, p) for p in precisions}}
         rows = []
         for name, net in nets.items():

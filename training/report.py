@@ -145,9 +145,9 @@ def write_markdown(cache: dict) -> str:
             lines.append(f"| {q} | {i['psnr_rgb']:.2f} / {i['psnr_y']:.2f} | {r['psnr_rgb']:.2f} / {r['psnr_y']:.2f} |")
     lines += ["", "## Architectures under one budget (paper Table 2, q10)", "",
               "SRCNN 9-1-5 and deeper SRCNN 9-1-1-5 were trained with exactly the jpeg-q10 recipe,",
-              "schedule and seed (`training/configs/compare-*.toml`, stopped with `--until 2000`), so",
+              "schedule and seed (`training/configs/compare-*.toml`, stopped with `--until 1000`), so",
               "the three curves are comparable sample for sample. Figures are PSNR on the 20 BSDS500",
-              "validation images used during training (input JPEG: see the first row); the paper's",
+              "validation images used during training (JPEG input: 28.01 dB); the paper's",
               "Table 2 is LIVE1 after ~10^8 back-propagations, far beyond this budget.", "",
               "![](figures/table2-q10.png)", "",
               "| network | paper (LIVE1, full training) | 32k samples | 64k |", "|---|---|---|---|"]

@@ -10,11 +10,10 @@ import click
 
 from arcnn.errors import ArcnnError, NoWeightsError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".jfif"}
-
-
 def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
     """Files as given; folders expanded (recursively) to the images inside, in sorted order."""
+    from arcnn.images import IMAGE_SUFFIXES
+
     files: list[Path] = []
     for path in paths:
         if path.is_dir():

@@ -9,7 +9,6 @@ with it, plain JPEG on LIVE1 at q10 measures 27.77 dB PSNR / 25.33 dB PSNR-B, as
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -18,34 +17,9 @@ from PIL import Image
 from torch import nn
 
 from arcnn.colour import rgb_to_studio_y, to_uint8
+from arcnn.images import codec_roundtrip, list_images, studio_y
 from arcnn.metrics import all_metrics, psnr
 from arcnn.tiling import restore_plane
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-
-
-def dataset_images(folder: Path) -> list[Path]:
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise FileNotFoundError(f"no images in {folder}")
-    return paths
-
-
-def ground_truth_y(img: Image.Image) -> np.ndarray:
-    """uint8 studio-range Y; grayscale data sets (Classic5) are used as they are."""
-    if img.mode in ("L", "I;16", "I", "1"):
-        return np.asarray(img.convert("L"))
-    return to_uint8(rgb_to_studio_y(np.asarray(img.convert("RGB"))))
-
-
-def jpeg_roundtrip(img: Image.Image, quality: int) -> Image.Image:
-    buffer = io.BytesIO()
-    img.save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    out = Image.open(buffer)
-    out.load()
-    return out
-
 
 def mean_metrics(rows: Iterable[dict[str, float]]) -> dict[str, float]:
     rows = list(rows)
@@ -70,11 +44,11 @@ def evaluate_planes(model: nn.Module | None, clean: list[np.ndarray], degraded: 
 def paper_protocol(model: nn.Module | None, folder: Path, quality: int, device: str = "cpu",
                    tile: int = 512) -> dict:
     clean, degraded = [], []
-    for path in dataset_images(folder):
+    for path in list_images([folder]):
         with Image.open(path) as img:
-            y = ground_truth_y(img)
+            y = studio_y(img)
         clean.append(y)
-        degraded.append(np.asarray(jpeg_roundtrip(Image.fromarray(y), quality)))
+        degraded.append(np.asarray(codec_roundtrip(Image.fromarray(y), "JPEG", quality=quality)))
     return {"protocol": "paper", "images": len(clean), "quality": quality,
             **evaluate_planes(model, clean, degraded, device, tile)}
 
@@ -83,14 +57,10 @@ def color_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder:
                    quality: int) -> dict:
     """RGB JPEG 4:2:0 in; ``restore`` is the product's colour pipeline (None: input only)."""
     before, after = [], []
-    for path in dataset_images(folder):
+    for path in list_images([folder]):
         with Image.open(path) as img:
             rgb = img.convert("RGB")
-        buffer = io.BytesIO()
-        rgb.save(buffer, format="JPEG", quality=quality, subsampling=2)
-        buffer.seek(0)
-        jpeg = Image.open(buffer)
-        jpeg.load()
+        jpeg = codec_roundtrip(rgb, "JPEG", quality=quality, subsampling=2)
         candidates = [("input", jpeg, before)]
         if restore is not None:
             candidates.append(("restored", restore(jpeg), after))

@@ -12,13 +12,44 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from arcnn.colour import rgb_to_studio_y, to_uint8
 from arcnn.errors import BadImageError, TooLargeError
 from arcnn.quality import estimate_quality
 
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 """Output format -> file extension."""
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
+"""File suffixes taken as images when a folder is given (CLI, data sets, training data)."""
+
+
+def list_images(folders: list[Path]) -> list[Path]:
+    """Image files under the folders (recursively), sorted per folder; none at all is an error."""
+    paths = [p for f in folders for p in sorted(Path(f).rglob("*"))
+             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not paths:
+        raise FileNotFoundError(f"no images under {', '.join(map(str, folders))}")
+    return paths
+
+
+def studio_y(img: Image.Image) -> np.ndarray:
+    """uint8 BT.601 studio-range Y of any image; grayscale images (Classic5) are Y already."""
+    if img.mode in ("L", "I;16", "I", "1"):
+        return np.asarray(img.convert("L"))
+    return to_uint8(rgb_to_studio_y(np.asarray(img.convert("RGB"))))
+
+
+def codec_roundtrip(img: Image.Image, fmt: str, **params: object) -> Image.Image:
+    """Encode with Pillow's real encoder in memory and decode again (what a codec does to pixels)."""
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **params)
+    buffer.seek(0)
+    out = Image.open(buffer)
+    out.load()
+    return out
 
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from synthetic_data import write_ground_truth
 from training.degradations import JPEG, Chain, Resize, WebP, from_config
 from training.train import TrainConfig, train
 from training.transfer import apply_transfer, conv_layers
@@ -14,16 +15,7 @@ from training.transfer import apply_transfer, conv_layers
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 4), ("val", 2)):
-        (root / split).mkdir()
-        for i in range(n):
-            yy, xx = np.mgrid[0:96, 0:96]
-            base = 128 + 60 * np.sin(xx / (5 + i)) + 40 * np.cos(yy / 7)
-            img = np.clip(base[..., None] + rng.normal(0, 5, (96, 96, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / split / f"{i}.png")
-    return root
+    return write_ground_truth(tmp_path_factory.mktemp("data"), {"train": 4, "val": 2}, size=96, seed=0)
 
 
 def _cfg(**kw):

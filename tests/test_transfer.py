@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from arcnn.architectures import build
 from arcnn.registry import save_model
+from synthetic_data import write_ground_truth
 from training.train import TrainConfig, train
 from training.transfer import conv_layers
 from training.transfer_experiments import (
@@ -21,16 +21,7 @@ CONFIGS = Path(__file__).parents[1] / "training" / "configs"
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(1)
-    for split, n in (("train", 3), ("val", 2)):
-        (root / split).mkdir()
-        for i in range(n):
-            yy, xx = np.mgrid[0:80, 0:80]
-            base = 128 + 60 * np.sin(xx / (5 + i)) + 40 * np.cos(yy / 7)
-            img = np.clip(base[..., None] + rng.normal(0, 5, (80, 80, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / split / f"{i}.png")
-    return root
+    return write_ground_truth(tmp_path_factory.mktemp("data"), {"train": 3, "val": 2}, size=80, seed=1)
 
 
 @pytest.fixture(scope="module")

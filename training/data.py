@@ -17,25 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from arcnn.colour import rgb_to_studio_y, to_uint8
+from arcnn.images import studio_y
 from training.degradations import Chain, Resize
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def list_images(folders: list[Path]) -> list[Path]:
-    paths = [p for f in folders for p in sorted(Path(f).rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
-    if not paths:
-        raise FileNotFoundError(f"no images under {', '.join(map(str, folders))}")
-    return paths
-
-
-def studio_y(img: Image.Image) -> np.ndarray:
-    """Any image -> uint8 BT.601 studio-range Y (grayscale inputs are taken as Y already)."""
-    if img.mode in ("L", "I;16", "I"):
-        return np.asarray(img.convert("L"))
-    return to_uint8(rgb_to_studio_y(np.asarray(img.convert("RGB"))))
-
 
 def split_geometry(degradation) -> tuple[list, list]:
     """Split a chain into geometric steps (applied to the target too) and lossy steps."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from arcnn.images import codec_roundtrip
+
 RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -21,15 +23,6 @@ RESAMPLING = {
     "box": Image.Resampling.BOX,
 }
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
-
-
-def _roundtrip(img: Image.Image, fmt: str, **params: object) -> Image.Image:
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **params)
-    buffer.seek(0)
-    out = Image.open(buffer)
-    out.load()
-    return out
 
 
 @dataclass(frozen=True)
@@ -43,7 +36,7 @@ class JPEG:
         params: dict[str, object] = {"quality": self.quality}
         if img.mode != "L":
             params["subsampling"] = SUBSAMPLING[self.subsampling]
-        return _roundtrip(img, "JPEG", **params)
+        return codec_roundtrip(img, "JPEG", **params)
 
     def describe(self) -> dict:
         return {"type": "jpeg", "quality": self.quality, "subsampling": self.subsampling}
@@ -71,7 +64,7 @@ class WebP:
     quality: int
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        out = _roundtrip(img, "WEBP", quality=self.quality)
+        out = codec_roundtrip(img, "WEBP", quality=self.quality)
         return out.convert(img.mode) if out.mode != img.mode else out
 
     def describe(self) -> dict:

@@ -28,7 +28,8 @@ from PIL import Image
 from arcnn.errors import NoWeightsError
 from arcnn.metrics import psnr
 from training.degradations import JPEG, RESAMPLING, SUBSAMPLING, Chain, Resize, WebP
-from training.data import list_images, make_pair
+from arcnn.images import list_images
+from training.data import make_pair
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 PLATFORM_RECIPE = Path(__file__).parent / "configs" / "platform.toml"

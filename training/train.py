@@ -24,7 +24,8 @@ from tqdm import tqdm
 from arcnn.architectures import build
 from arcnn.evaluation import evaluate_planes
 from arcnn.registry import BUNDLED_DIR, save_model
-from training.data import PatchSampler, PairSet, build_pairs, list_images
+from arcnn.images import list_images
+from training.data import PatchSampler, PairSet, build_pairs
 from training.degradations import from_config
 from training.transfer import apply_transfer, initialise
 

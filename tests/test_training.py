@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from synthetic_data import write_ground_truth
+from training.data import PairSet, PatchSampler
 from training.degradations import JPEG, Chain, Resize, WebP, from_config
 from training.train import TrainConfig, train
 from training.transfer import apply_transfer, conv_layers
@@ -59,6 +60,26 @@ def test_degradations_compose():
     out = chain(img)
     assert out.size == (133, 100)
     assert from_config(chain.describe()).describe() == chain.describe()
+
+
+def _orientations(augment: str) -> set[str]:
+    """Which way the stripes of a horizontally striped image run in sampled windows."""
+    rows = np.repeat(np.arange(40, dtype=np.uint8)[:, None] * 5, 40, axis=1)
+    sampler = PatchSampler(PairSet([rows], [rows]), patch=8, radius=4, seed=0, augment=augment)
+    x, _ = sampler.sample(64)
+    seen = set()
+    for window in x[:, 0].numpy():
+        seen.add("horizontal" if np.all(window == window[:, :1]) else
+                 "vertical" if np.all(window == window[:1, :]) else "other")
+    return seen
+
+
+def test_flip_augmentation_never_transposes_jpeg_blocks():
+    assert _orientations("flips") == {"horizontal"}
+    assert _orientations("dihedral") == {"horizontal", "vertical"}
+    with pytest.raises(ValueError, match="augment"):
+        PatchSampler(PairSet([np.zeros((40, 40), np.uint8)], [np.zeros((40, 40), np.uint8)]),
+                     patch=8, radius=4, seed=0, augment="spin")
 
 
 def test_transfer_copies_and_freezes(tmp_path):

@@ -3,9 +3,15 @@
 Images are reduced to BT.601 studio-range Y (as the paper and its evaluation do) and kept in
 memory as uint8: BSDS500's 500 images are ~75 MB that way. Degraded copies are made once per
 image and *variant* (a blind model gets several qualities per image). Sub-images are cropped at
-random positions with random flips and 90-degree rotations, as tensors ready for the network:
+random positions with random flips and rotations, as tensors ready for the network:
 the input window is ``patch + 2 * radius`` wide and the loss sees the centre ``patch`` (valid
 convolutions, as in the paper, where 32x32 inputs give 20x20 outputs for the 9-1-5 net).
+
+Augmentation is ``"dihedral"`` (all eight flips and 90-degree rotations) or ``"flips"`` (the four
+that keep the axes: identity, horizontal and vertical flips, 180 degrees). A 90-degree rotation
+transposes each 8x8 block's spectrum, and JPEG's quantisation tables are not symmetric (the
+luminance table quantises the first vertical frequency at 12, the first horizontal at 11), so a
+rotated JPEG patch is not a JPEG patch; flips only change signs of coefficients.
 """
 
 from __future__ import annotations
@@ -64,11 +70,18 @@ def build_pairs(paths: list[Path], degradation, variants: int = 1, colour: bool 
     return PairSet(clean, degraded)
 
 
+AUGMENTATIONS = {"dihedral": (0, 1, 2, 3), "flips": (0, 2)}  # quarter turns allowed
+
+
 class PatchSampler:
     """Random sub-images (input window, target centre) drawn from a :class:`PairSet`."""
 
-    def __init__(self, pairs: PairSet, patch: int, radius: int, seed: int) -> None:
+    def __init__(self, pairs: PairSet, patch: int, radius: int, seed: int,
+                 augment: str = "dihedral") -> None:
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {sorted(AUGMENTATIONS)}, not {augment!r}")
         self.pairs, self.patch, self.radius = pairs, patch, radius
+        self.rotations = AUGMENTATIONS[augment]
         self.window = patch + 2 * radius
         usable = [i for i, c in enumerate(pairs.clean) if min(c.shape) >= self.window]
         if not usable:
@@ -93,7 +106,7 @@ class PatchSampler:
             x = rng.integers(0, clean.shape[1] - n + 1)
             win_in = degraded[y:y + n, x:x + n]
             win_out = clean[y + r:y + n - r, x + r:x + n - r]
-            k, flip = rng.integers(0, 4), rng.integers(0, 2)
+            k, flip = self.rotations[rng.integers(0, len(self.rotations))], rng.integers(0, 2)
             win_in, win_out = np.rot90(win_in, k), np.rot90(win_out, k)
             if flip:
                 win_in, win_out = win_in[:, ::-1], win_out[:, ::-1]

@@ -46,6 +46,7 @@ class TrainConfig:
     steps: int = 20000
     batch: int = 32
     patch: int = 46
+    augment: str = "dihedral"
     optimizer: str = "adam"
     lr: float = 1e-3
     last_layer_lr: float | None = None
@@ -134,7 +135,7 @@ def load_data(cfg: TrainConfig, data_root: Path, radius: int) -> tuple[PatchSamp
                         cfg.variants, cfg.colour)
     val_paths = list_images([data_root / d for d in cfg.val_dirs])[: cfg.val_images]
     val = build_pairs(val_paths, from_config(cfg.degradation), 1, cfg.colour)
-    return PatchSampler(train, cfg.patch, radius, cfg.seed), val
+    return PatchSampler(train, cfg.patch, radius, cfg.seed, cfg.augment), val
 
 
 def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None = None,
@@ -224,7 +225,7 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
         "training_data": {"train": cfg.train_dirs, "val": cfg.val_dirs[:1], "val_images": cfg.val_images,
                           "colour": cfg.colour, "variants": cfg.variants},
         "recipe": {k: getattr(cfg, k) for k in ("optimizer", "lr", "last_layer_lr", "schedule", "batch",
-                                                "patch", "init", "seed")},
+                                                "patch", "augment", "init", "seed")},
         "transfer": cfg.transfer,
         "steps": step,
         "samples_seen": step * cfg.batch,

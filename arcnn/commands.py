@@ -63,7 +63,7 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
                 raise ArcnnError(f"output {target.name} already written from another input with that stem")
             img = read_image(path, settings.max_pixels)
             out = restorer.restore(img)
-            target.write_bytes(encode_image(out, fmt, source=img))
+            target.write_bytes(encode_image(out, fmt, source=img, png_level=settings.png_compress_level))
             written.add(target)
         except NoWeightsError as exc:
             raise click.ClickException(str(exc)) from exc

@@ -106,8 +106,14 @@ def _encodable(img: Image.Image, fmt: str) -> Image.Image:
     return img
 
 
-def encode_image(img: Image.Image, fmt: str = "png", source: Image.Image | None = None) -> bytes:
-    """Encode losslessly (PNG) or at high quality (JPEG 95 4:4:4, WebP 95), keeping EXIF and ICC."""
+def encode_image(img: Image.Image, fmt: str = "png", source: Image.Image | None = None,
+                 png_level: int = 1) -> bytes:
+    """Encode losslessly (PNG) or at high quality (JPEG 95 4:4:4, WebP 95), keeping EXIF and ICC.
+
+    ``png_level`` is the zlib level of PNG output (``ARCNN_PNG_COMPRESS_LEVEL``): 1 by default,
+    because the encoder shares the CPU with inference and level 6 costs ~3x the time
+    for ~5% smaller files (a 768x512 Kodak24 photo: 0.19 s against 0.06 s).
+    """
     if fmt not in _PIL_FORMAT:
         raise ValueError(f"unknown output format {fmt!r}: use one of {', '.join(_PIL_FORMAT)}")
     info = (source or img).info
@@ -120,6 +126,10 @@ def encode_image(img: Image.Image, fmt: str = "png", source: Image.Image | None 
         params.update(quality=95, subsampling=0)
     elif fmt == "webp":
         params.update(quality=95)
+    elif not 0 <= png_level <= 9:
+        raise ValueError(f"PNG compress level must be 0-9, not {png_level}")
+    else:
+        params.update(compress_level=png_level)
     buffer = io.BytesIO()
     _encodable(img, fmt).save(buffer, format=_PIL_FORMAT[fmt], **params)
     return buffer.getvalue()

@@ -86,6 +86,19 @@ def test_exif_orientation_applied_and_metadata_kept(restorer):
         assert back.getexif().get(0x0112, 1) in (1, None)  # orientation already applied
 
 
+def test_png_level_changes_size_not_pixels():
+    smooth = np.linspace(0, 255, 96 * 128 * 3).reshape(96, 128, 3).astype(np.uint8)
+    img = Image.fromarray(smooth)
+    sizes = {}
+    for level in (0, 1, 9):
+        data = encode_image(img, "png", png_level=level)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), smooth)
+        sizes[level] = len(data)
+    assert sizes[0] > sizes[1] > sizes[9]
+    with pytest.raises(ValueError, match="0-9"):
+        encode_image(img, "png", png_level=10)
+
+
 @pytest.mark.parametrize("data,reason", [
     (b"", "empty"),
     (b"this is not an image at all", "not an image"),

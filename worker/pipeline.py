@@ -316,7 +316,8 @@ class Pipeline:
             decoded, work = item.decoded, item.decoded.work
             try:
                 with _timed("encode"):
-                    data = encode_image(item.image, work.spec.fmt, source=decoded.image)
+                    data = encode_image(item.image, work.spec.fmt, source=decoded.image,
+                                        png_level=self.settings.png_compress_level)
                 metadata = {META_ETAG: decoded.etag, META_SIZE: str(decoded.size),
                             META_MODEL: item.model, META_JOB: work.job_id}
                 with _timed("upload"):

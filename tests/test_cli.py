@@ -1,6 +1,7 @@
 """The ``arcnn restore`` / ``eval`` / ``models`` commands, run as a user would."""
 
 import io
+import os
 import subprocess
 import sys
 
@@ -40,6 +41,21 @@ def test_restore_all_good_exits_zero_with_format(tmp_path):
     result = run("restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), *MODEL, "--format", "webp")
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "o" / "x.webp").format == "WEBP"
+
+
+def test_precision_flag_and_setting(tmp_path):
+    _jpeg(tmp_path / "x.jpg")
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        result = run("restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / precision), *MODEL,
+                     "--precision", precision)
+        assert result.returncode == 0, result.stderr
+        outputs[precision] = np.asarray(Image.open(tmp_path / precision / "x.png"), dtype=int)
+    assert np.abs(outputs["fp32"] - outputs["bf16"]).max() <= 1
+    env = {**os.environ, "ARCNN_PRECISION": "fp64"}
+    result = run("restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), *MODEL, env=env)
+    assert result.returncode != 0 and "ARCNN_PRECISION must be one of" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):

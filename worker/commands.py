@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from arcnn.errors import ArcnnError
 from arcnn.images import EXTENSIONS
-from arcnn.settings import get_settings
+from arcnn.settings import PRECISIONS, get_settings
 from worker.jobs import TERMINAL, JobSpec, JobStatus, JobStore
 from worker.locations import Location
 
@@ -129,11 +129,14 @@ def status(job_id: str, watch: bool, as_json: bool) -> None:
 
 @click.command()
 @click.option("--device", help="cpu, cuda, cuda:N or auto (default: ARCNN_DEVICE). Run one worker per GPU.")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="Inference precision (default: ARCNN_PRECISION).")
 @click.option("--concurrency", type=int, default=2, show_default=True,
               help="Batches in flight at once (threads sharing this process's one pipeline).")
 @click.option("--metrics-port", type=int, help="Prometheus port (default: ARCNN_METRICS_PORT; 0: off).")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(device: str | None, concurrency: int, metrics_port: int | None, loglevel: str) -> None:
+def worker(device: str | None, precision: str | None, concurrency: int, metrics_port: int | None,
+           loglevel: str) -> None:
     """Run a Celery worker: one process holding the model, a threads pool feeding its pipeline.
 
     Why not prefork: forking after CUDA is initialised is unsafe, every child would hold its own
@@ -148,6 +151,8 @@ def worker(device: str | None, concurrency: int, metrics_port: int | None, logle
     settings = get_settings()
     if device:
         settings = dataclasses.replace(settings, device=device)
+    if precision:
+        settings = dataclasses.replace(settings, precision=precision)
     app = configure(settings)
     runtime = Runtime(settings, Pipeline.from_settings(settings))
     install(runtime)

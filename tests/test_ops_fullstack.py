@@ -239,10 +239,10 @@ def test_prometheus_shows_positive_throughput_from_the_dashboard_expressions(sta
 
     # Instant queries, as the stat, bar gauge and table panels ask.
     progress = prom_query(stack, grafana_to_promql(panel_expr("Job progress", "A")))
-    assert {s["metric"]["exported_job"]: float(s["value"][1]) for s in progress}.get(job_id) == 1.0, progress
+    assert {s["metric"]["job_id"]: float(s["value"][1]) for s in progress}.get(job_id) == 1.0, progress
     images = prom_query(stack, grafana_to_promql(panel_expr("Job images", "A")))
     counts = {s["metric"]["state"]: float(s["value"][1]) for s in images
-              if s["metric"]["exported_job"] == job_id}
+              if s["metric"]["job_id"] == job_id}
     assert counts == {"total": N_IMAGES, "done": N_IMAGES, "skipped": 0, "failed": 0}, counts
     queue = prom_query(stack, grafana_to_promql(panel_expr("Queue depth", "A")))
     assert queue and all(float(s["value"][1]) == 0 for s in queue), queue

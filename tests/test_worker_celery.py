@@ -200,7 +200,7 @@ def test_metrics_endpoint_adds_up_after_a_job(env, worker, bucket) -> None:  # n
     assert value("arcnn_device_info", device="cpu") == 1
     for status in (job, rerun):
         for state in ("total", "done", "skipped", "failed"):
-            assert value("arcnn_job_images", job=status["id"], state=state) == status[state]
-        assert value("arcnn_job_progress_ratio", job=status["id"]) == 1.0
+            assert value("arcnn_job_images", job_id=status["id"], state=state) == status[state]
+        assert value("arcnn_job_progress_ratio", job_id=status["id"]) == 1.0
     assert ("arcnn_queue_depth", (("queue", "arcnn"),)) in after
     assert value("arcnn_queue_depth", queue="arcnn") == 0

@@ -151,9 +151,9 @@ def test_queue_depth_and_job_progress_are_read_from_redis(redis_server) -> None:
     families = {f.name: f for f in [*QueueCollector(client, ["depth-test"]).collect(),
                                     *JobCollector(store).collect()]}
     assert [s.value for s in families["arcnn_queue_depth"].samples] == [3]
-    progress = {s.labels["job"]: s.value for s in families["arcnn_job_progress_ratio"].samples}
+    progress = {s.labels["job_id"]: s.value for s in families["arcnn_job_progress_ratio"].samples}
     assert progress[job] == 0.25
-    images = {(s.labels["job"], s.labels["state"]): s.value for s in families["arcnn_job_images"].samples}
+    images = {(s.labels["job_id"], s.labels["state"]): s.value for s in families["arcnn_job_images"].samples}
     assert images[(job, "total")] == 4 and images[(job, "done")] == 1
 
 

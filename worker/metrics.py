@@ -60,9 +60,9 @@ class JobCollector(Collector):
         self.store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        images = GaugeMetricFamily("arcnn_job_images", "Keys of a job by state.", labels=["job", "state"])
+        images = GaugeMetricFamily("arcnn_job_images", "Keys of a job by state.", labels=["job_id", "state"])
         progress = GaugeMetricFamily(
-            "arcnn_job_progress_ratio", "Fraction of a job's listed keys with an outcome.", labels=["job"]
+            "arcnn_job_progress_ratio", "Fraction of a job's listed keys with an outcome.", labels=["job_id"]
         )
         try:
             jobs = self.store.recent()

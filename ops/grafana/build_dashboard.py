@@ -10,12 +10,8 @@ every expression below against the metrics the workers really export.
 
 Conventions: ``$__rate_interval`` for every rate (Grafana picks it from the scrape interval),
 ``instance`` is the worker (Prometheus target), job-level gauges are exported by every worker
-(read from Redis at scrape time), so they are de-duplicated with ``max by (exported_job, ...)``.
-
-Why ``exported_job``: the worker labels per-job gauges ``job`` (the arcnn job id), which
-collides with the ``job`` label Prometheus gives every target (``arcnn-worker``). Prometheus
-keeps its own and stores the worker's as ``exported_job`` (``honor_labels`` is off, so that a
-worker can never overwrite its target labels).
+(read from Redis at scrape time), so they are de-duplicated with ``max by (job_id, ...)``.
+The arcnn job is ``job_id``, not ``job``: ``job`` is the label Prometheus gives every target.
 """
 
 from __future__ import annotations
@@ -40,8 +36,8 @@ MEGAPIXELS_PER_SECOND = f"sum(rate(arcnn_pixels_processed_total{W}[{RATE}])) / 1
 MEGAPIXELS_PER_SECOND_BY_WORKER = f"sum by (instance) (rate(arcnn_pixels_processed_total{W}[{RATE}])) / 1e6"
 QUEUE_DEPTH = "sum(max by (queue) (arcnn_queue_depth))"
 REMAINING_IMAGES = (
-    'sum(max by (exported_job) (arcnn_job_images{state="total"}))'
-    ' - sum(max by (exported_job, state) (arcnn_job_images{state=~"done|skipped|failed"}))'
+    'sum(max by (job_id) (arcnn_job_images{state="total"}))'
+    ' - sum(max by (job_id, state) (arcnn_job_images{state=~"done|skipped|failed"}))'
 )
 DRAIN_RATE = f"sum(rate(arcnn_images_processed_total[{RATE}]))"
 TIME_TO_DRAIN = f"({REMAINING_IMAGES}) / ({DRAIN_RATE} > 0)"
@@ -144,14 +140,14 @@ def panels() -> list[dict]:
     ps.append(row("Jobs and workers", 39))
     ps += [
         panel("bargauge", "Job progress", "Finished share (restored, skipped or failed) of each job's images.",
-              (0, 40, 12, 8), [target("max by (exported_job) (arcnn_job_progress_ratio)", "{{exported_job}}", "A",
+              (0, 40, 12, 8), [target("max by (job_id) (arcnn_job_progress_ratio)", "{{job_id}}", "A",
                                  instant=True)],
               unit="percentunit", defaults={"min": 0, "max": 1},
               options={"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
                        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
         panel("table", "Job images", "Images per job and state.", (12, 40, 12, 8),
-              [target("max by (exported_job, state) (arcnn_job_images)", "", "A", instant=True, table=True)],
-              transformations=[{"id": "groupingToMatrix", "options": {"columnField": "state", "rowField": "exported_job",
+              [target("max by (job_id, state) (arcnn_job_images)", "", "A", instant=True, table=True)],
+              transformations=[{"id": "groupingToMatrix", "options": {"columnField": "state", "rowField": "job_id",
                                                                         "valueField": "Value"}}]),
         panel("table", "Workers", "Device and model load time of each worker.", (0, 48, 12, 8),
               [target(f"max by (instance, device) (arcnn_device_info{W})", "", "A", instant=True, table=True),

@@ -13,10 +13,12 @@ from synthetic_data import write_ground_truth
 from training.train import TrainConfig, train
 from training.transfer import conv_layers
 from training.transfer_experiments import (
-    Experiment, markdown_curves, markdown_table, plot, run_experiment, samples_to_reach, summarise,
+    Experiment, markdown_curves, markdown_levels, markdown_table, plot, run_experiment, samples_to_reach,
+    summarise,
 )
 
 CONFIGS = Path(__file__).parents[1] / "training" / "configs"
+BUNDLED = Path(__file__).parents[1] / "arcnn" / "weights"
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,10 @@ def test_shipped_experiments_declare_valid_runs():
             cfg = exp.config(arm, exp.seeds[0])
             assert cfg.steps * cfg.batch <= 16_000 and cfg.val_images <= 10
             if cfg.transfer:
-                assert cfg.transfer["base"].startswith("runs/transfer/bases/") and not cfg.transfer.get("freeze")
+                # a bundled standard model (by name) or a base trained for the experiments
+                base = cfg.transfer["base"]
+                assert base.startswith("runs/transfer/bases/") or (BUNDLED / f"{base}.json").exists(), base
+                assert not cfg.transfer.get("freeze") and len(exp.seeds_of(arm)) >= 2
     platform = Experiment.load(CONFIGS / "transfer" / "standard-to-platform.toml")
     cfg = platform.config(platform.arms[0], 1)
     assert cfg.colour and cfg.degradation["type"] == "chain"
@@ -130,6 +135,9 @@ init = "gaussian"
     table = markdown_table(summary)
     assert markdown_curves(summary).splitlines()[0] == "| arm | 8 | 16 |"
     assert "| layer 1 of base | 16 |" in table and "| scratch | 16 |" in table
+    levels = markdown_levels(summary, [0.0, 99.0]).splitlines()
+    assert levels[0] == "| arm | 0.00 dB | 99.00 dB |"
+    assert levels[2] == "| layer 1 of base | 8, 8 | not reached, not reached |"
     plot(exp, summary, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
 

@@ -38,13 +38,15 @@ class Experiment:
     common: dict
     arms: list[dict]
     threshold: float | str | None = None
+    levels: tuple[float, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> "Experiment":
         with open(path, "rb") as f:
             raw = tomllib.load(f)
         return cls(name=raw.get("name", Path(path).stem), title=raw["title"], seeds=list(raw["seeds"]),
-                   common=dict(raw["common"]), arms=list(raw["arm"]), threshold=raw.get("threshold"))
+                   common=dict(raw["common"]), arms=list(raw["arm"]), threshold=raw.get("threshold"),
+                   levels=tuple(float(v) for v in raw.get("levels", ())))
 
     def config(self, arm: dict, seed: int) -> TrainConfig:
         """The full training config of one arm and seed."""
@@ -182,6 +184,24 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown_levels(summary: dict, levels: list[float]) -> str:
+    """Samples each run needed to reach each fixed PSNR (the paper's measure), per seed.
+
+    The single threshold of :func:`markdown_table` depends on one arm's final point; fixed levels
+    in dB show the whole speed-up (and which runs never get there).
+    """
+    lines = ["| arm | " + " | ".join(f"{v:.2f} dB" for v in levels) + " |", "|---" * (len(levels) + 1) + "|"]
+    for arm in summary["arms"].values():
+        if not arm["runs"]:
+            continue
+        cells = []
+        for level in levels:
+            reach = [samples_to_reach(log, level) for log in arm["runs"].values()]
+            cells.append(", ".join("not reached" if v is None else f"{v:,}" for v in reach))
+        lines.append(f"| {arm['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_curves(summary: dict) -> str:
     """Validation PSNR of every arm at every sample count (mean over seeds): equal-samples reading.
 
@@ -264,13 +284,19 @@ def snapshot_command(run_dir: Path, config: Path, out: Path) -> None:
               show_default=True)
 @click.option("--figure", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the curves here (PNG).")
-def report_command(experiment: Path, runs_root: Path, figure: Path | None) -> None:
+@click.option("--level", "levels", type=float, multiple=True,
+              help="Also tabulate samples to reach this PSNR in dB (repeatable; default: the file's levels).")
+def report_command(experiment: Path, runs_root: Path, figure: Path | None, levels: tuple[float, ...]) -> None:
     """Print the markdown table of EXPERIMENT's runs; optionally draw the curves."""
     exp = Experiment.load(experiment)
     summary = summarise(exp, runs_root)
     if figure is not None:
         plot(exp, summary, figure)
     click.echo(markdown_table(summary))
+    levels = list(levels or exp.levels)
+    if levels:
+        click.echo("\nSamples seen to reach a fixed validation PSNR (per seed):\n")
+        click.echo(markdown_levels(summary, levels))
     click.echo("\nValidation PSNR (dB) against samples seen:\n")
     click.echo(markdown_curves(summary))
 

@@ -37,8 +37,8 @@ def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
 @click.option("--chroma", type=click.Choice(["passthrough", "restore"]), default="passthrough",
               show_default=True, help="Colour images: pass Cb/Cr through, or restore them too.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="auto: fp16 on CUDA, fp32 on CPU; bf16 ~2x faster on CPUs that have it "
-                   "(default: ARCNN_PRECISION).")
+              help="auto: fp16 on CUDA, fp32 on CPU; bf16 is faster on some CPUs, slower on "
+                   "others (default: ARCNN_PRECISION).")
 def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int | None,
                     batch_size: int | None, device: str | None, fmt: str, chroma: str,
                     precision: str | None) -> None:

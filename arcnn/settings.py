@@ -32,8 +32,9 @@ class Settings:
     device: str = "auto"
     """Inference device: cpu, cuda, or auto (cuda when available)."""
     precision: str = "auto"
-    """Inference precision: auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 (CPUs with AVX512-BF16
-    or AMX, and GPUs; ~2x fp32 on such a CPU for +0.00006 dB on LIVE1 q10), or fp16 (GPUs)."""
+    """Inference precision: auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 (GPUs, and CPUs where
+    ``python -m bench.per_core`` shows it faster: 2.2x on one measured CPU, 0.57x on another;
+    +0.00006 dB on LIVE1 q10), or fp16 (GPUs)."""
     tile: int = 512
     """Tile side in pixels for inference; memory is bounded by this, not the image."""
     batch_size: int = 4

@@ -86,7 +86,7 @@ def stack(tmp_path_factory):
             s.sources[key] = jpeg(i, width=48 + (i % 4) * 8, height=40 + (i % 3) * 8, quality=15)
             s3.put(key, s.sources[key], bucket=SRC_BUCKET)
         s.s3 = s3.client
-        s.env = base_env(redis.url, s3.url)
+        s.env = base_env(redis.url, s3.url, ARCNN_DEFAULT_MODEL=MODEL)  # its counters start at 0
 
         # Two workers, each with its own metrics port (as two containers or two hosts would),
         # with the compose file's concurrency.

@@ -158,7 +158,8 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
     install(runtime)
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
-        metrics.serve(port, runtime.store, [QUEUE], runtime.pipeline.models.device)
+        metrics.serve(port, runtime.store, [QUEUE], runtime.pipeline.models.device,
+                      models=[settings.default_model])
     app.worker_main([
         "worker", "--pool=threads", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
         "--queues", QUEUE, "--hostname", f"arcnn-{os.getpid()}@%h",

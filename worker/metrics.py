@@ -47,6 +47,7 @@ MODEL_LOAD_SECONDS = Gauge("arcnn_model_load_seconds", "Time taken to load each 
 DEVICE_INFO = Gauge("arcnn_device_info", "Inference device of this worker (value is 1).", ["device"])
 
 STAGES = ("fetch", "decode", "infer", "encode", "upload")
+OUTCOMES = ("restored", "skipped", "failed")
 
 
 class JobCollector(Collector):
@@ -94,12 +95,21 @@ class QueueCollector(Collector):
         yield depth
 
 
-def serve(port: int, store: JobStore, queues: list[str], device: str) -> None:
-    """Register the Redis-backed collectors and start the HTTP endpoint (in a daemon thread)."""
+def serve(port: int, store: JobStore, queues: list[str], device: str, models: list[str]) -> None:
+    """Register the Redis-backed collectors and start the HTTP endpoint (in a daemon thread).
+
+    The per-model counters of ``models`` (the default model) are exported at 0 from the start:
+    Prometheus's ``rate`` cannot count a series' first sample, so a counter that appeared
+    already at 32 (a job finished within one scrape interval) would show no throughput at all.
+    """
     disable_created_metrics()  # the *_created series only double the scrape size
     DEVICE_INFO.labels(device=device).set(1)
     for stage in STAGES:  # export every stage from the start, not only once it has been timed
         STAGE_DURATION.labels(stage=stage)
+    for model in models:
+        PIXELS_PROCESSED.labels(model=model)
+        for outcome in OUTCOMES:
+            IMAGES_PROCESSED.labels(outcome=outcome, model=model)
     REGISTRY.register(JobCollector(store))
     REGISTRY.register(QueueCollector(store.redis, queues))
     start_http_server(port)

@@ -95,7 +95,7 @@ def plot_table2() -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, label in (("jpeg-q10-scratch", "AR-CNN 9-7-1-5"), ("compare-srcnn-deep-q10", "deeper SRCNN 9-1-1-5"),
-                        ("compare-srcnn-q10", "SRCNN 9-1-5"), ("fast-arcnn-q10", "Fast AR-CNN")):
+                        ("compare-srcnn-q10", "SRCNN 9-1-5"), ("fast-arcnn-q10", "Fast AR-CNN (48x48 outputs)")):
         path = DOCS / "curves" / f"{name}.csv"
         rows = list(csv.DictReader(open(path))) if path.exists() else []
         if rows:

@@ -87,62 +87,52 @@ def copy_curves() -> list[str]:
     return names
 
 
-def plot_table2() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name, label in (("jpeg-q10-scratch", "AR-CNN 9-7-1-5"), ("compare-srcnn-deep-q10", "deeper SRCNN 9-1-1-5"),
-                        ("compare-srcnn-q10", "SRCNN 9-1-5"), ("fast-arcnn-q10", "Fast AR-CNN (48x48 outputs)")):
-        path = DOCS / "curves" / f"{name}.csv"
-        rows = list(csv.DictReader(open(path))) if path.exists() else []
-        if rows:
-            ax.plot([int(r["samples"]) for r in rows], [float(r["val_psnr"]) for r in rows], marker="o", label=label)
-            base = float(rows[0]["input_psnr"])
-    ax.axhline(base, color="gray", linestyle="--", label="JPEG q10 input")
-    ax.set_xlabel("training samples (46x46-output sub-images)")
-    ax.set_ylabel("PSNR on 20 BSDS500 val images (dB)")
-    ax.set_title("JPEG q10: architectures under one training recipe")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(DOCS / "figures" / "table2-q10.png", dpi=100)
-    plt.close(fig)
-
-
 def _rows(name: str) -> list[dict]:
     path = DOCS / "curves" / f"{name}.csv"
     return list(csv.DictReader(open(path))) if path.exists() else []
 
 
-def plot_q10_stages() -> None:
-    """jpeg-q10's whole convergence curve: stage 1 from scratch, then the continuation."""
+def _plot_curves(curves: list[tuple[list[dict], int, str]], input_psnr: float, title: str, filename: str) -> None:
+    """Validation PSNR against samples seen, one line per (rows, samples offset, label)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first, second = _rows("jpeg-q10-scratch"), _rows("jpeg-q10")
-    if not first:
-        return
-    offset = int(first[-1]["samples"])
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot([int(r["samples"]) for r in first], [float(r["val_psnr"]) for r in first], marker="o",
-            label="stage 1: from scratch (jpeg-q10-scratch)")
-    if second:
-        ax.plot([offset + int(r["samples"]) for r in second], [float(r["val_psnr"]) for r in second],
-                marker="o", label="stage 2: warm restart, flips only (jpeg-q10)")
-    ax.axhline(float(first[0]["input_psnr"]), color="gray", linestyle="--", label="JPEG q10 input")
+    for rows, offset, label in curves:
+        ax.plot([offset + int(r["samples"]) for r in rows], [float(r["val_psnr"]) for r in rows],
+                marker="o", label=label)
+    ax.axhline(input_psnr, color="gray", linestyle="--", label="JPEG q10 input")
     ax.set_xlabel("training samples (46x46-output sub-images)")
     ax.set_ylabel("PSNR on 20 BSDS500 val images (dB)")
-    ax.set_title("jpeg-q10 convergence")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(DOCS / "figures" / "jpeg-q10.png", dpi=100)
+    fig.savefig(DOCS / "figures" / filename, dpi=100)
     plt.close(fig)
+
+
+def plot_table2() -> None:
+    curves = [(rows, 0, label) for name, label in (
+        ("jpeg-q10-scratch", "AR-CNN 9-7-1-5"), ("compare-srcnn-deep-q10", "deeper SRCNN 9-1-1-5"),
+        ("compare-srcnn-q10", "SRCNN 9-1-5"), ("fast-arcnn-q10", "Fast AR-CNN (48x48 outputs)"),
+    ) if (rows := _rows(name))]
+    if curves:
+        _plot_curves(curves, float(curves[-1][0][0]["input_psnr"]),
+                     "JPEG q10: architectures under one training recipe", "table2-q10.png")
+
+
+def plot_q10_stages() -> None:
+    """jpeg-q10's whole convergence curve: stage 1 from scratch, then the continuation."""
+    first, second = _rows("jpeg-q10-scratch"), _rows("jpeg-q10")
+    if not first:
+        return
+    curves = [(first, 0, "stage 1: from scratch (jpeg-q10-scratch)")]
+    if second:
+        curves.append((second, int(first[-1]["samples"]), "stage 2: warm restart, flips only (jpeg-q10)"))
+    _plot_curves(curves, float(first[0]["input_psnr"]), "jpeg-q10 convergence", "jpeg-q10.png")
 
 
 def total_samples(name: str, models: dict) -> int:

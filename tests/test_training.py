@@ -94,3 +94,27 @@ def test_transfer_copies_and_freezes(tmp_path):
         assert torch.equal(conv_layers(target)[i].weight, conv_layers(base)[i].weight)
         assert not conv_layers(target)[i].weight.requires_grad
     assert conv_layers(target)[2].weight.requires_grad
+
+
+def test_deepening_transfer_starts_as_the_base_function(tmp_path):
+    """9-7-1-5 into 9-7-3-1-5 with ``into``/``identity``: same output before any training step."""
+    from arcnn.architectures import build
+    from arcnn.registry import save_model
+
+    torch.manual_seed(0)
+    base = build({"type": "convnet", "spec": "9-7-1-5", "residual": True})
+    for layer in conv_layers(base):  # non-trivial biases too, so the identity layer must pass them
+        torch.nn.init.normal_(layer.bias, std=0.1)
+    save_model(base, tmp_path / "base.safetensors", {"name": "base"})
+    deep = build({"type": "convnet", "spec": "9-7-3-1-5", "residual": True})
+    apply_transfer(deep, {"base": str(tmp_path / "base.safetensors"), "layers": [0, 1, 2, 3],
+                          "into": [0, 1, 2, 4], "identity": [3]})
+    x = torch.rand(2, 1, 40, 40)
+    with torch.no_grad():
+        shallow_out, deep_out = base(x), deep(x)
+    assert deep_out.shape[-1] == shallow_out.shape[-1] - 2  # one more pixel of radius per side
+    assert torch.allclose(deep_out, shallow_out[..., 1:-1, 1:-1], atol=1e-6)
+    with pytest.raises(ValueError, match="square channels"):
+        apply_transfer(deep, {"base": str(tmp_path / "base.safetensors"), "layers": [], "identity": [2]})
+    with pytest.raises(ValueError, match="one target layer per copied layer"):
+        apply_transfer(deep, {"base": str(tmp_path / "base.safetensors"), "layers": [0, 1], "into": [0]})

@@ -5,13 +5,23 @@ A transfer is declared in a training config's ``[transfer]`` table::
     base = "jpeg-q20"      # bundled name or path to a .safetensors file
     layers = [0, 1]        # indices of the conv layers to copy (0 = feature extraction)
     freeze = false         # frozen layers keep the base's weights; otherwise they are fine-tuned
+    into = [0, 1, 2, 4]    # optional: the target index of each copied layer (default: the same)
+    identity = [3]         # optional: target layers that start as the identity
 
 Layers not copied are initialised by the config's ``init`` ("gaussian" with ``init_std``, as the
 paper, or "he").
+
+``into`` and ``identity`` make a deeper net that starts as *exactly* the base's function (the
+paper's "shallow to deep" transfer, but losing nothing at step 0): a copied kernel smaller than
+its target (allowed only where ``into`` maps it explicitly) sits at the target's centre with zero taps around it, and an identity layer (square
+channels, centre tap 1) passes its non-negative ReLU input through unchanged. So the four-layer
+9-7-1-5 goes into the paper's five-layer 9-7-3-1-5 (1x1 mapping into the 3x3 layer's centre, a
+new 1x1 identity) and training starts from the base's PSNR instead of from scratch.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from arcnn.registry import load_named
@@ -39,18 +49,47 @@ def initialise(model: nn.Module, init: str, std: float = 1e-3) -> None:
         nn.init.zeros_(layer.bias)
 
 
+def _embed_centre(weight: torch.Tensor, shape: torch.Size, grow: bool) -> torch.Tensor:
+    """``weight`` (out, in, k, k) placed at the centre of a zero kernel of ``shape`` (K >= k);
+    unless ``grow``, the shapes must match exactly."""
+    if weight.shape[:2] != shape[:2] or any(k > K or (K - k) % 2 or (k != K and not grow)
+                                            for k, K in zip(weight.shape[2:], shape[2:])):
+        raise ValueError(f"base {tuple(weight.shape)} does not fit target {tuple(shape)}")
+    out = torch.zeros(shape, dtype=weight.dtype)
+    dy, dx = (shape[2] - weight.shape[2]) // 2, (shape[3] - weight.shape[3]) // 2
+    out[:, :, dy:dy + weight.shape[2], dx:dx + weight.shape[3]] = weight
+    return out
+
+
+def _set_identity(layer: nn.Module) -> None:
+    out_c, in_c, kh, kw = layer.weight.shape
+    if out_c != in_c or isinstance(layer, nn.ConvTranspose2d):
+        raise ValueError(f"an identity layer needs square channels, got {tuple(layer.weight.shape)}")
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[range(out_c), range(in_c), kh // 2, kw // 2] = 1.0
+        layer.bias.zero_()
+
+
 def apply_transfer(model: nn.Module, transfer: dict) -> list[int]:
-    """Copy the listed layers from the base model; freeze them if asked. Returns copied indices."""
+    """Copy the listed layers from the base model (into their ``into`` positions, centred), set the
+    ``identity`` layers, and freeze the copies if asked. Returns the copied base indices."""
     base, _ = load_named(str(transfer["base"]))
     source, target = conv_layers(base), conv_layers(model)
     indices = list(transfer.get("layers", []))
-    for i in indices:
-        if source[i].weight.shape != target[i].weight.shape:
-            raise ValueError(f"layer {i}: base {tuple(source[i].weight.shape)} does not fit "
-                             f"target {tuple(target[i].weight.shape)}")
-        target[i].weight.data.copy_(source[i].weight.data)
-        target[i].bias.data.copy_(source[i].bias.data)
+    into = list(transfer.get("into", indices))  # an explicit map may also grow kernels
+    if len(into) != len(indices):
+        raise ValueError(f"transfer.into {into} must name one target layer per copied layer {indices}")
+    for i, j in zip(indices, into):
+        try:
+            weight = _embed_centre(source[i].weight.data, target[j].weight.shape, "into" in transfer)
+        except ValueError as exc:
+            raise ValueError(f"layer {i} -> {j}: {exc}") from None
+        target[j].weight.data.copy_(weight)
+        target[j].bias.data.copy_(source[i].bias.data)
         if transfer.get("freeze", False):
-            target[i].weight.requires_grad_(False)
-            target[i].bias.requires_grad_(False)
+            target[j].weight.requires_grad_(False)
+            target[j].bias.requires_grad_(False)
+    for j in transfer.get("identity", []):
+        _set_identity(target[j])
     return indices

@@ -25,6 +25,10 @@ from arcnn.tiling import restore_plane
 
 _QUALITY_MODEL = re.compile(r"^jpeg-q(\d+)$")
 
+PASSTHROUGH = "passthrough"
+"""Pseudo-model name: the image goes out as it came in (re-encoded, metadata kept). ``auto``
+picks it where every bundled model was measured to make the input worse (docs/model-choice.md)."""
+
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a clear error."""
@@ -43,6 +47,21 @@ def nearest_quality_model(quality: int | None, names: list[str]) -> str | None:
     if not candidates:
         return None
     return min(candidates, key=lambda c: (abs(c[0] - quality), c[0]))[1]
+
+
+def auto_model(quality: int | None, names: list[str], default: str, max_quality: int) -> str:
+    """What ``--model auto`` applies to an input whose estimated JPEG quality is ``quality``.
+
+    A JPEG gets the nearest-quality ``jpeg-qN`` model up to ``max_quality``; above it every model
+    was measured to lose PSNR (the artifacts are too faint to be worth the smoothing), so it
+    passes through. An input without JPEG tables (PNG, WebP, ...) gets ``default``
+    (``ARCNN_DEFAULT_MODEL``, itself passthrough unless an operator knows better).
+    """
+    if quality is None:
+        return default
+    if quality > max_quality:
+        return PASSTHROUGH
+    return nearest_quality_model(quality, names) or default
 
 
 class Restorer:
@@ -71,7 +90,7 @@ class Restorer:
              chroma: str = "passthrough", precision: str = "auto", cuda_graphs: bool = False) -> "Restorer":
         """Build a restorer and load its fixed model now (``auto`` loads per image, on demand)."""
         restorer = cls(model, device, tile, batch_size, chroma, precision, cuda_graphs)
-        if model != "auto":
+        if model not in ("auto", PASSTHROUGH):
             restorer.model(model)
         return restorer
 
@@ -88,24 +107,28 @@ class Restorer:
         return self._models[name]
 
     def choose_model(self, img: Image.Image) -> str:
-        """The model for this image: the fixed one, or for ``auto`` the nearest-quality one."""
+        """The model for this image: the fixed one, or for ``auto`` :func:`auto_model`'s choice."""
         if self.default != "auto":
             return self.default
         names = list(bundled())
         if not names:
             raise NoWeightsError("no trained weights are bundled with this installation; "
                                  "train one with `arcnn train --config training/configs/jpeg-q10.toml`")
-        chosen = nearest_quality_model(img.info.get("jpeg_quality"), names)
-        return chosen or get_settings().default_model
+        settings = get_settings()
+        return auto_model(img.info.get("jpeg_quality"), names, settings.default_model,
+                          settings.auto_max_quality)
 
     def _plane(self, net: nn.Module, plane: np.ndarray) -> np.ndarray:
         return restore_plane(net, plane, self.tile, self.batch_size, self.device)
 
     def restore(self, img: Image.Image, model: str | None = None) -> Image.Image:
         """Restore one image; output has the input's mode family and keeps EXIF/ICC info."""
-        net = self.model(model or self.choose_model(img))
+        name = model or self.choose_model(img)
+        net = None if name == PASSTHROUGH else self.model(name)
         mode = img.mode
-        if mode in ("I;16", "I;16B", "I;16L", "I"):
+        if net is None:
+            out = img.copy()
+        elif mode in ("I;16", "I;16B", "I;16L", "I"):
             plane = np.asarray(img, dtype=np.float64)
             scale = 257.0 if mode.startswith("I;16") or plane.max() > 255 else 1.0
             restored = self._plane(net, plane / scale) * scale

@@ -27,8 +27,14 @@ class Settings:
     """Seconds before an unacknowledged task is redelivered; longer than the longest task."""
     max_pixels: int = 100_000_000
     """Decompression-bomb limit: images with more pixels are refused, not decoded."""
-    default_model: str = "jpeg-q10"
-    """Model used by ``--model auto`` when the input's JPEG quality cannot be estimated."""
+    default_model: str = "passthrough"
+    """Model ``--model auto`` applies to inputs without JPEG tables (PNG, WebP, ...), whose quality
+    cannot be estimated. Passthrough by default: on clean images and on WebP every bundled model was
+    measured to lose PSNR (docs/model-choice.md); name a model (e.g. platform-webp) if you know
+    what made the artifacts."""
+    auto_max_quality: int = 75
+    """``--model auto`` passes JPEGs above this estimated quality through untouched: measured on
+    BSDS500 val, the nearest model (jpeg-q40) gains +0.63 dB at q70 and loses 0.22 dB at q80."""
     device: str = "auto"
     """Inference device: cpu, cuda, or auto (cuda when available)."""
     precision: str = "auto"

@@ -181,4 +181,4 @@ def test_auto_choice_is_what_restore_auto_would_apply():
 
     names = ["jpeg-q10", "jpeg-q20", "jpeg-q40", "jpeg-any"]
     assert auto_choice(load_profile("twitter"), names) == "jpeg-q40"
-    assert auto_choice(load_profile("webp"), names) == "jpeg-q10"  # no JPEG tables: the default model
+    assert auto_choice(load_profile("webp"), names) == "passthrough"  # no JPEG tables: the default model

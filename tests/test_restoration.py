@@ -120,3 +120,34 @@ def test_pixel_limit_checked_before_decoding():
     with pytest.raises(BadImageError, match="over the limit"):
         decode_image(big, 1_000_000)
     assert decode_image(big, 10_000_000).size == (3000, 3000)
+
+
+def _jpeg(img, quality):
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def test_auto_restores_low_quality_jpeg_and_passes_the_rest_through(monkeypatch):
+    """auto: a q30 JPEG gets jpeg-q30; a q90 JPEG and a PNG (no quality to read) are left as
+    they are, pixel for pixel, because every model was measured to make those worse."""
+    from arcnn.settings import get_settings
+
+    monkeypatch.delenv("ARCNN_DEFAULT_MODEL", raising=False)
+    monkeypatch.delenv("ARCNN_AUTO_MAX_QUALITY", raising=False)
+    get_settings.cache_clear()
+    auto = Restorer.load("auto", device="cpu", tile=16)
+    photo = Image.fromarray(np.kron(RNG.integers(0, 256, (8, 10, 3)), np.ones((8, 8, 1))).astype(np.uint8))
+    low, high = decode_image(_jpeg(photo, 30), 10**6), decode_image(_jpeg(photo, 90), 10**6)
+    png = decode_image(_png(photo), 10**6)
+    assert auto.choose_model(low) == "jpeg-q30"
+    assert not np.array_equal(np.asarray(auto.restore(low)), np.asarray(low))
+    for img in (high, png):
+        assert auto.choose_model(img) == "passthrough"
+        assert np.array_equal(np.asarray(auto.restore(img)), np.asarray(img))
+    monkeypatch.setenv("ARCNN_DEFAULT_MODEL", "jpeg-q40")
+    get_settings.cache_clear()
+    try:
+        assert auto.choose_model(png) == "jpeg-q40"
+    finally:
+        get_settings.cache_clear()

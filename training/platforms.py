@@ -207,15 +207,16 @@ def nearest_standard(profile: Profile, image_paths: list[Path], limit: int = 10)
 def auto_choice(profile: Profile, names: list[str]) -> str:
     """The model ``arcnn restore --model auto`` applies to this platform's files, blindly.
 
-    JPEG output: the bundled ``jpeg-qN`` nearest the quality its tables carry (the last pass's);
-    anything else has no tables, so auto falls back to ``ARCNN_DEFAULT_MODEL``.
+    JPEG output: the quality its tables carry (the last pass's) goes through the same
+    :func:`~arcnn.restoration.auto_model` rule; anything else has no tables, so auto applies
+    ``ARCNN_DEFAULT_MODEL`` (passthrough unless set).
     """
-    from arcnn.restoration import nearest_quality_model
+    from arcnn.restoration import auto_model
     from arcnn.settings import get_settings
 
-    last = profile.passes[-1]
-    chosen = nearest_quality_model(last.quality, names) if isinstance(last, JPEG) else None
-    return chosen or get_settings().default_model
+    last, settings = profile.passes[-1], get_settings()
+    quality = last.quality if isinstance(last, JPEG) else None
+    return auto_model(quality, names, settings.default_model, settings.auto_max_quality)
 
 
 def platform_config(profile: Profile, data_root: Path, recipe: Path = PLATFORM_RECIPE,

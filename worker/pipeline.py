@@ -31,7 +31,7 @@ from PIL import Image
 from arcnn.errors import ArcnnError, BadImageError, NoWeightsError, TooLargeError
 from arcnn.images import EXTENSIONS, decode_image, encode_image
 from arcnn.registry import bundled
-from arcnn.restoration import Restorer, resolve_device
+from arcnn.restoration import PASSTHROUGH, Restorer, resolve_device
 from arcnn.settings import Settings
 from worker import metrics
 from worker.batching import BatchingRestorer
@@ -156,6 +156,8 @@ class Models:
             self.load(spec)
 
     def load(self, name: str) -> None:
+        if name == PASSTHROUGH:
+            return
         with self._lock:
             if name not in self.restorer.model_names:
                 start = time.perf_counter()

@@ -124,38 +124,48 @@ def plot_table2() -> None:
                      "JPEG q10: architectures under one training recipe", "table2-q10.png")
 
 
+def lineage(name: str, models: dict) -> list[str]:
+    """``name`` and the bundled models it was fine-tuned from (``transfer.base``), oldest first."""
+    base = (models[name].get("transfer") or {}).get("base")
+    return (lineage(base, models) if base in models else []) + [name]
+
+
 def plot_q10_stages() -> None:
-    """jpeg-q10's whole convergence curve: stage 1 from scratch, then the continuation."""
-    first, second = _rows("jpeg-q10-scratch"), _rows("jpeg-q10")
-    if not first:
+    """jpeg-q10's whole convergence curve: each stage of its lineage after the one before."""
+    models = bundled()
+    if "jpeg-q10" not in models:
         return
-    curves = [(first, 0, "stage 1: from scratch (jpeg-q10-scratch)")]
-    if second:
-        curves.append((second, int(first[-1]["samples"]), "stage 2: warm restart, flips only (jpeg-q10)"))
-    _plot_curves(curves, float(first[0]["input_psnr"]), "jpeg-q10 convergence", "jpeg-q10.png")
+    curves, offset = [], 0
+    for stage in lineage("jpeg-q10", models):
+        card = models[stage]
+        if rows := _rows(stage):
+            label = f"{stage}: {card['config'].get('spec', card['config']['type'])}, {card['steps']} steps"
+            curves.append((rows, offset, label))
+        offset += card["samples_seen"]
+    if curves:
+        _plot_curves(curves, float(curves[0][0][0]["input_psnr"]), "jpeg-q10 convergence, stage by stage",
+                     "jpeg-q10.png")
 
 
 def total_samples(name: str, models: dict) -> int:
-    """Samples a model has seen, counting those of the bundled model it was fine-tuned from."""
-    card = models[name]
-    base = (card.get("transfer") or {}).get("base")
-    return card["samples_seen"] + (total_samples(base, models) if base in models else 0)
+    """Samples a model has seen, counting those of the bundled models it was fine-tuned from."""
+    return sum(models[stage]["samples_seen"] for stage in lineage(name, models))
 
 
 def write_q10_and_fast(cache: dict) -> list[str]:
-    """The two-stage jpeg-q10 and Fast AR-CNN, against jpeg-q10-scratch, on LIVE1 q10."""
+    """jpeg-q10's stages and Fast AR-CNN, on LIVE1 q10."""
     from arcnn.architectures import build
 
     models = bundled()
     lines = ["", "## jpeg-q10 stages and Fast AR-CNN (LIVE1 q10)", "",
-             "`jpeg-q10-scratch` is the first stage of `jpeg-q10` (training/configs/jpeg-q10-scratch.toml);",
-             "`jpeg-q10` continues it (training/configs/jpeg-q10.toml). `fast-arcnn-q10` is trained from",
+             "`jpeg-q10` is trained in stages, each fine-tuned from the bundled model of the row above",
+             "(training/configs/<name>.toml). `fast-arcnn-q10` is trained from",
              "scratch (training/configs/fast-arcnn-q10.toml). Curves: docs/figures/jpeg-q10.png,",
              "docs/figures/table2-q10.png; speed: docs/performance.md.", "",
              "| model | multiply-adds per pixel | samples seen | PSNR / SSIM / PSNR-B | vs jpeg-q10 (PSNR) |",
              "|---|---|---|---|---|"]
     ref = cache.get("paper|LIVE1|10|jpeg-q10")
-    for name in ("jpeg-q10-scratch", "jpeg-q10", "fast-arcnn-q10"):
+    for name in [*lineage("jpeg-q10", models), "fast-arcnn-q10"] if "jpeg-q10" in models else []:
         result, card = cache.get(f"paper|LIVE1|10|{name}"), models.get(name)
         if not (result and card):
             continue

@@ -1,6 +1,7 @@
 """Training: a few steps on tiny synthetic data lower the loss; runs resume from checkpoints."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +119,22 @@ def test_deepening_transfer_starts_as_the_base_function(tmp_path):
         apply_transfer(deep, {"base": str(tmp_path / "base.safetensors"), "layers": [], "identity": [2]})
     with pytest.raises(ValueError, match="one target layer per copied layer"):
         apply_transfer(deep, {"base": str(tmp_path / "base.safetensors"), "layers": [0, 1], "into": [0]})
+
+
+def test_every_bundled_model_is_reproducible_from_its_config():
+    """Each standard bundled model has training/configs/<name>.toml describing the run that made
+    it, down to the base it was fine-tuned from, so the lineage in the cards can be re-run."""
+    from arcnn.registry import bundled
+    from training.train import TrainConfig
+
+    configs = Path(__file__).parent.parent / "training" / "configs"
+    for name, card in bundled().items():
+        if name.startswith("platform-"):  # made by `arcnn train --platform`, checked in test_platforms
+            continue
+        cfg = TrainConfig.load(configs / f"{name}.toml")
+        assert cfg.name == name and cfg.architecture == card["architecture"], name
+        assert (cfg.steps, cfg.seed, cfg.augment) == (card["steps"], card["recipe"]["seed"],
+                                                      card["recipe"].get("augment", "dihedral")), name
+        base = (cfg.transfer or {}).get("base")
+        assert base == (card.get("transfer") or {}).get("base"), name
+        assert base is None or base in bundled(), f"{name}: base {base} is not bundled"

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 
 from arcnn.acceleration import CudaGraphed, default_precision, prepare
-from arcnn.colour import rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
+from arcnn.colour import rgb_to_ycbcr, to_uint8, ycbcr_to_rgb_uint8
 from arcnn.errors import NoWeightsError
 from arcnn.registry import bundled, load_named
 from arcnn.settings import get_settings
@@ -144,7 +144,7 @@ class Restorer:
             channels = range(3) if self.chroma == "restore" else range(1)
             for c in channels:
                 ycc[..., c] = self._plane(net, ycc[..., c])
-            rgb = to_uint8(ycbcr_to_rgb(ycc))
+            rgb = ycbcr_to_rgb_uint8(ycc)
             out = Image.fromarray(np.dstack([rgb, rgba[..., 3]]) if has_alpha else rgb,
                                   "RGBA" if has_alpha else "RGB")
         out.info = {k: v for k, v in img.info.items() if k in ("exif", "icc_profile", "dpi")}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from arcnn.colour import rgb_to_studio_y, rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
+from arcnn.colour import rgb_to_studio_y, rgb_to_ycbcr, to_uint8, ycbcr_to_rgb, ycbcr_to_rgb_uint8
 
 
 def test_ycbcr_round_trip():
@@ -23,3 +23,17 @@ def test_studio_range_matches_matlab():
 
 def test_to_uint8_rounds_half_up_and_clips():
     assert to_uint8(np.array([-3, 0.5, 1.49, 254.5, 300])).tolist() == [0, 1, 1, 255, 255]
+
+
+def test_banded_conversion_equals_whole_image_conversion():
+    """The restore path converts back to RGB a band of rows at a time (memory); bands must not
+    change a single pixel, including at band edges and a short last band."""
+    ycc = np.random.default_rng(1).uniform(-20, 275, (37, 11, 3))
+    whole = to_uint8(ycbcr_to_rgb(ycc))
+    for band in (1, 8, 36, 37, 100):
+        assert np.array_equal(ycbcr_to_rgb_uint8(ycc, band=band), whole), band
+
+
+def test_to_uint8_leaves_its_input_alone():
+    x = np.array([[0.4, 254.6]], dtype=np.float32)
+    assert to_uint8(x).tolist() == [[0, 255]] and x.tolist() == [[np.float32(0.4), np.float32(254.6)]]

@@ -40,6 +40,24 @@ def test_loss_falls_and_model_is_exported(data_root, tmp_path):
     assert (tmp_path / "m.safetensors").exists() and (tmp_path / "run" / "curve.png").exists()
 
 
+def test_bf16_training_learns_and_exports_float32_weights(data_root, tmp_path):
+    """precision = "bf16" autocasts the convolutions only: the loss still falls, the exported
+    weights are float32 and contiguous (safetensors), and the card records the precision."""
+    from arcnn.registry import load_model
+
+    torch.set_num_threads(1)
+    card = train(_cfg(precision="bf16"), data_root, tmp_path / "run", export=tmp_path / "m.safetensors",
+                 progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert card["recipe"]["precision"] == "bf16"
+    assert card["metrics"]["validation"]["psnr"] > card["metrics"]["validation"]["input_psnr"]
+    model, _ = load_model(tmp_path / "m.safetensors")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(ValueError, match="unknown precision"):
+        train(_cfg(precision="fp8"), data_root, tmp_path / "bad", progress=False)
+
+
 def test_resume_continues_where_it_stopped(data_root, tmp_path):
     torch.set_num_threads(1)
     train(_cfg(), data_root, tmp_path / "a", progress=False, until=20)  # as if killed at step 20

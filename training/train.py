@@ -59,6 +59,7 @@ class TrainConfig:
     val_images: int = 20
     checkpoint_every: int = 250
     seed: int = 0
+    precision: str = "fp32"
     transfer: dict | None = None
     description: str = ""
 
@@ -89,6 +90,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, momentum=cfg.momentum)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def autocast(cfg: TrainConfig, device: torch.device) -> torch.autocast:
+    """``precision = "bf16"``: convolutions run in bfloat16 (weights, optimiser, loss and the
+    residual add stay float32). On CPUs with AMX a training step is ~5x faster than float32
+    (docs/training.md); "fp32" (the default) disables it."""
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {cfg.precision!r}: use 'fp32' or 'bf16'")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -153,7 +163,9 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
     initialise(model, cfg.init, cfg.init_std)
     if cfg.transfer:
         apply_transfer(model, cfg.transfer)
-    model.to(dev)
+    # bf16 kernels (oneDNN, cuDNN) are fastest on channels-last activations
+    layout = torch.channels_last if cfg.precision == "bf16" else torch.contiguous_format
+    model.to(dev, memory_format=layout)
     optimizer = make_optimizer(model, cfg)
     sampler, val = load_data(cfg, data_root, model.radius)
 
@@ -187,8 +199,10 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor
         x, y = sampler.sample(cfg.batch)
-        x, y = x.to(dev), y.to(dev)
-        loss = nn.functional.mse_loss(model(x), y)
+        x, y = x.to(dev, memory_format=layout), y.to(dev)
+        with autocast(cfg, dev):
+            out = model(x)
+        loss = nn.functional.mse_loss(out.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -225,7 +239,7 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
         "training_data": {"train": cfg.train_dirs, "val": cfg.val_dirs[:1], "val_images": cfg.val_images,
                           "colour": cfg.colour, "variants": cfg.variants},
         "recipe": {k: getattr(cfg, k) for k in ("optimizer", "lr", "last_layer_lr", "schedule", "batch",
-                                                "patch", "augment", "init", "seed")},
+                                                "patch", "augment", "init", "seed", "precision")},
         "transfer": cfg.transfer,
         "steps": step,
         "samples_seen": step * cfg.batch,

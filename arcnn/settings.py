@@ -39,7 +39,7 @@ class Settings:
     """Inference device: cpu, cuda, or auto (cuda when available)."""
     precision: str = "auto"
     """Inference precision: auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 (GPUs, and CPUs where
-    ``python -m bench.per_core`` shows it faster: 2.2x on one measured CPU, 0.57x on another;
+    ``python -m bench.per_core`` shows it faster: 4.4x with AMX, 2.2x and 0.57x on two CPUs without;
     +0.00006 dB on LIVE1 q10), or fp16 (GPUs)."""
     tile: int = 512
     """Tile side in pixels for inference; memory is bounded by this, not the image."""

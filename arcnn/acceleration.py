@@ -173,8 +173,11 @@ def prepare(model: nn.Module, device: torch.device | str = "cpu", precision: str
             channels_last: bool = True) -> FastNet:
     """A :class:`FastNet` equivalent to ``model`` on ``device`` (``model`` is left untouched).
 
-    The output layer stays float32 unless the network is residual (then it only predicts a small
-    correction, whose reduced-precision rounding is far below one grey level).
+    The output layer stays float32 unless the network is residual and runs on CUDA (then it only
+    predicts a small correction, whose reduced-precision rounding is far below one grey level).
+    On CPU it is always float32: oneDNN's AMX bf16 kernel for the strided ``WideHead`` convolution
+    returned garbage (NaN, 1e35) for narrow tiles on a Xeon with AMX (tests/test_performance_paths.py
+    caught it), and the head is <1% of AR-CNN's multiply-adds.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
@@ -184,7 +187,7 @@ def prepare(model: nn.Module, device: torch.device | str = "cpu", precision: str
         raise ValueError("fp16 is for GPUs; on CPU use bf16 (fast only with AVX512-BF16/AMX) or fp32")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # tile shapes repeat, so autotuning pays for itself
-    head_dtype = dtype if model.residual else torch.float32
+    head_dtype = dtype if model.residual and device.type == "cuda" else torch.float32
     scale = 1.0 if dtype == torch.float32 else 1.0 / 255.0
     if isinstance(model, ConvNet):
         convs = list(model.layers)

@@ -69,15 +69,23 @@ def test_fp32_fast_path_matches_model(name, residual):
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_fast_path_tiles_equal_its_whole_image(name, precision):
-    """Tiling stays exact for prepared models, in any precision, with parallel CPU workers."""
+    """Tiling stays exact for prepared models with parallel CPU workers: to float rounding in
+    fp32; in bf16 to within a twentieth of a grey level, because on AMX CPUs oneDNN picks its
+    kernel by tensor shape and another summation order can round a hidden activation to the
+    neighbouring bf16 value (measured with these random weights: 0.02 grey levels at most)."""
     fast = prepare(_model(name, True), "cpu", precision)
     plane = _plane((75, 58), seed=3)
     whole = restore_whole(fast, plane)
     for tile in (16, 33):
         tiled = restore_plane(fast, plane, tile=tile, batch_size=2, workers=2)
-        scale = max(1.0, np.abs(whole).max() / 255.0)
-        assert np.abs(tiled - whole).max() / 255.0 <= 1e-5 * scale, (name, precision, tile)
-        assert np.array_equal(to_uint8(tiled), to_uint8(whole))
+        assert np.isfinite(tiled).all(), (name, precision, tile)
+        if precision == "fp32":
+            scale = max(1.0, np.abs(whole).max() / 255.0)
+            assert np.abs(tiled - whole).max() / 255.0 <= 1e-5 * scale, (name, precision, tile)
+            assert np.array_equal(to_uint8(tiled), to_uint8(whole))
+        else:
+            assert np.abs(tiled - whole).max() <= 0.05, (name, precision, tile)
+            assert np.abs(to_uint8(tiled).astype(int) - to_uint8(whole)).max() <= 1
 
 
 def test_parallel_workers_give_identical_output():

@@ -146,7 +146,8 @@ def test_every_bundled_model_is_reproducible_from_its_config():
     from training.train import TrainConfig
 
     configs = Path(__file__).parent.parent / "training" / "configs"
-    for name, card in bundled().items():
+    models = bundled()
+    for name, card in models.items():
         if name.startswith("platform-"):  # made by `arcnn train --platform`, checked in test_platforms
             continue
         cfg = TrainConfig.load(configs / f"{name}.toml")
@@ -155,4 +156,4 @@ def test_every_bundled_model_is_reproducible_from_its_config():
                                                       card["recipe"].get("augment", "dihedral")), name
         base = (cfg.transfer or {}).get("base")
         assert base == (card.get("transfer") or {}).get("base"), name
-        assert base is None or base in bundled(), f"{name}: base {base} is not bundled"
+        assert base is None or base in models, f"{name}: base {base} is not bundled"

@@ -163,6 +163,7 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
     initialise(model, cfg.init, cfg.init_std)
     if cfg.transfer:
         apply_transfer(model, cfg.transfer)
+    amp = autocast(cfg, dev)  # checks the precision before any data is loaded
     # bf16 kernels (oneDNN, cuDNN) are fastest on channels-last activations
     layout = torch.channels_last if cfg.precision == "bf16" else torch.contiguous_format
     model.to(dev, memory_format=layout)
@@ -200,7 +201,7 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
             g["lr"] = g["base_lr"] * factor
         x, y = sampler.sample(cfg.batch)
         x, y = x.to(dev, memory_format=layout), y.to(dev)
-        with autocast(cfg, dev):
+        with amp:
             out = model(x)
         loss = nn.functional.mse_loss(out.float(), y)
         optimizer.zero_grad(set_to_none=True)

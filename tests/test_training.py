@@ -58,11 +58,31 @@ def test_bf16_training_learns_and_exports_float32_weights(data_root, tmp_path):
         train(_cfg(precision="fp8"), data_root, tmp_path / "bad", progress=False)
 
 
-def test_resume_continues_where_it_stopped(data_root, tmp_path):
+def test_ema_validates_and_exports_the_averaged_weights(data_root, tmp_path):
+    """ema = decay keeps a moving average of the weights beside the trained ones; the average is
+    what is validated and exported, and the card records the decay."""
+    from arcnn.registry import load_model
+
     torch.set_num_threads(1)
-    train(_cfg(), data_root, tmp_path / "a", progress=False, until=20)  # as if killed at step 20
-    resumed = train(_cfg(steps=40), data_root, tmp_path / "a", progress=False)
-    straight = train(_cfg(steps=40), data_root, tmp_path / "b", progress=False)
+    card = train(_cfg(ema=0.9), data_root, tmp_path / "run", export=tmp_path / "m.safetensors",
+                 progress=False)
+    assert card["recipe"]["ema"] == 0.9
+    assert card["metrics"]["validation"]["psnr"] > card["metrics"]["validation"]["input_psnr"]
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    average = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    exported = load_model(tmp_path / "m.safetensors")[0].state_dict()
+    assert exported.keys() == average.keys() == state["model"].keys()
+    assert all(torch.equal(exported[k], average[k]) for k in exported)
+    assert not all(torch.equal(exported[k], state["model"][k]) for k in exported)
+    assert int(state["ema"]["n_averaged"]) == 40
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_resume_continues_where_it_stopped(data_root, tmp_path, ema):
+    torch.set_num_threads(1)
+    train(_cfg(ema=ema), data_root, tmp_path / "a", progress=False, until=20)  # as if killed at step 20
+    resumed = train(_cfg(steps=40, ema=ema), data_root, tmp_path / "a", progress=False)
+    straight = train(_cfg(steps=40, ema=ema), data_root, tmp_path / "b", progress=False)
     assert resumed["steps"] == 40
     # Model, optimiser and sampler state all come back, so the resumed run ends where the
     # uninterrupted one does (the cosine schedule depends on the total, so both used steps=40).

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from arcnn.architectures import build
@@ -60,6 +61,10 @@ class TrainConfig:
     checkpoint_every: int = 250
     seed: int = 0
     precision: str = "fp32"
+    # Decay of an exponential moving average of the weights (e.g. 0.999: about the last 1000
+    # steps). When set, validation and the exported model use the average, which smooths out the
+    # step-to-step noise of a finishing stage run at a small, constant learning rate.
+    ema: float | None = None
     transfer: dict | None = None
     description: str = ""
 
@@ -164,10 +169,14 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
     if cfg.transfer:
         apply_transfer(model, cfg.transfer)
     amp = autocast(cfg, dev)  # checks the precision before any data is loaded
-    # bf16 kernels (oneDNN, cuDNN) are fastest on channels-last activations
-    layout = torch.channels_last if cfg.precision == "bf16" else torch.contiguous_format
+    # oneDNN and cuDNN convolutions are fastest on channels-last activations: bf16 needs it, and an
+    # fp32 step on a 2-core AVX2 EPYC takes 0.65 s channels-last vs 0.87 s contiguous
+    layout = torch.channels_last
     model.to(dev, memory_format=layout)
     optimizer = make_optimizer(model, cfg)
+    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+                if cfg.ema is not None else None)
+    shipped = averaged.module if averaged is not None else model  # what is validated and exported
     sampler, val = load_data(cfg, data_root, model.radius)
 
     step, elapsed = 0, 0.0
@@ -180,13 +189,15 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
         sampler.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = state["step"], state["elapsed"]
+        if averaged is not None:
+            averaged.load_state_dict(state["ema"])
     else:
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(LOG_FIELDS)
 
     def validate() -> dict:
-        model.eval()
-        result = evaluate_planes(model, val.clean, val.degraded, device=str(dev))
+        shipped.eval()
+        result = evaluate_planes(shipped, val.clean, val.degraded, device=str(dev))
         model.train()
         return result
 
@@ -207,6 +218,8 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         step += 1
         loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
         bar.update(1)
@@ -224,9 +237,12 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
                 csv.writer(f).writerow(row)
             _write_plot(log_path, run_dir / "curve.png", cfg.name)
         if step % cfg.checkpoint_every == 0 or step == last:
-            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "sampler": sampler.state(), "torch_rng": torch.get_rng_state(),
-                          "step": step, "elapsed": time.time() - started}, checkpoint)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "sampler": sampler.state(), "torch_rng": torch.get_rng_state(),
+                     "step": step, "elapsed": time.time() - started}
+            if averaged is not None:
+                state["ema"] = averaged.state_dict()
+            _atomic_save(state, checkpoint)
     bar.close()
 
     rows = list(csv.DictReader(open(log_path)))
@@ -240,7 +256,7 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
         "training_data": {"train": cfg.train_dirs, "val": cfg.val_dirs[:1], "val_images": cfg.val_images,
                           "colour": cfg.colour, "variants": cfg.variants},
         "recipe": {k: getattr(cfg, k) for k in ("optimizer", "lr", "last_layer_lr", "schedule", "batch",
-                                                "patch", "augment", "init", "seed", "precision")},
+                                                "patch", "augment", "init", "seed", "precision", "ema")},
         "transfer": cfg.transfer,
         "steps": step,
         "samples_seen": step * cfg.batch,
@@ -252,7 +268,7 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
                                    "input_psnr": float(final.get("input_psnr", "nan"))}},
     }
     if export is not None and step == cfg.steps:
-        save_model(model.cpu(), export, card)
+        save_model(shipped.cpu(), export, card)
     return card
 
 

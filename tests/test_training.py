@@ -12,7 +12,7 @@ from synthetic_data import write_ground_truth
 from training.data import PairSet, PatchSampler
 from training.degradations import JPEG, Chain, Resize, WebP, from_config
 from training.train import TrainConfig, train
-from training.transfer import apply_transfer, conv_layers
+from training.transfer import apply_transfer, conv_layers, initialise
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +157,35 @@ def test_deepening_transfer_starts_as_the_base_function(tmp_path):
         apply_transfer(deep, {"base": str(tmp_path / "base.safetensors"), "layers": [], "identity": [2]})
     with pytest.raises(ValueError, match="one target layer per copied layer"):
         apply_transfer(deep, {"base": str(tmp_path / "base.safetensors"), "layers": [0, 1], "into": [0]})
+
+
+def test_widening_transfer_starts_as_the_base_function_and_trains_the_new_channels(tmp_path):
+    """64-32-16-16 into 64-48-32-32 with an explicit ``into``: same output at step 0, and one
+    gradient step moves the zero weights that read the new channels (they are not dead)."""
+    from arcnn.architectures import build
+    from arcnn.registry import save_model
+
+    torch.manual_seed(0)
+    base = build({"type": "convnet", "spec": "9-7-3-1-5", "residual": True})
+    for layer in conv_layers(base):
+        torch.nn.init.normal_(layer.bias, std=0.1)
+    save_model(base, tmp_path / "base.safetensors", {"name": "base"})
+    wide = build({"type": "convnet", "spec": "9-7-3-1-5", "widths": [64, 48, 32, 32], "residual": True})
+    initialise(wide, "he")
+    apply_transfer(wide, {"base": str(tmp_path / "base.safetensors"), "layers": [0, 1, 2, 3, 4],
+                          "into": [0, 1, 2, 3, 4]})
+    x = torch.rand(2, 1, 40, 40)
+    with torch.no_grad():
+        assert torch.allclose(wide(x), base(x), atol=1e-6)
+    last = conv_layers(wide)[-1]
+    assert torch.count_nonzero(last.weight[:, 16:]) == 0
+    torch.nn.functional.mse_loss(wide(x), torch.rand(2, 1, 20, 20)).backward()
+    assert last.weight.grad[:, 16:].abs().sum() > 0
+    with pytest.raises(ValueError, match="does not fit"):  # narrower than the base: refused
+        narrow = build({"type": "convnet", "spec": "9-7-3-1-5", "widths": [64, 16, 16, 16], "residual": True})
+        apply_transfer(narrow, {"base": str(tmp_path / "base.safetensors"), "layers": [1], "into": [1]})
+    with pytest.raises(ValueError, match="does not fit"):  # wider, but no explicit ``into``
+        apply_transfer(wide, {"base": str(tmp_path / "base.safetensors"), "layers": [1]})
 
 
 def test_every_bundled_model_is_reproducible_from_its_config():

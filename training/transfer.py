@@ -13,10 +13,18 @@ paper, or "he").
 
 ``into`` and ``identity`` make a deeper net that starts as *exactly* the base's function (the
 paper's "shallow to deep" transfer, but losing nothing at step 0): a copied kernel smaller than
-its target (allowed only where ``into`` maps it explicitly) sits at the target's centre with zero taps around it, and an identity layer (square
-channels, centre tap 1) passes its non-negative ReLU input through unchanged. So the four-layer
-9-7-1-5 goes into the paper's five-layer 9-7-3-1-5 (1x1 mapping into the 3x3 layer's centre, a
-new 1x1 identity) and training starts from the base's PSNR instead of from scratch.
+its target (allowed only where ``into`` maps it explicitly) sits at the target's centre with zero
+taps around it, and an identity layer (square channels, centre tap 1) passes its non-negative ReLU
+input through unchanged. So the four-layer 9-7-1-5 goes into the paper's five-layer 9-7-3-1-5
+(1x1 mapping into the 3x3 layer's centre, a new 1x1 identity) and training starts from the base's
+PSNR instead of from scratch.
+
+The same explicit ``into`` also makes a *wider* net that starts as the base's function: a copied
+layer fills the first output and input channels of a target with more of either. The base's
+output channels read nothing from the new input channels (zero weights), and the new output
+channels keep their initialisation, so they compute something, but every copied layer after
+them reads them with zero weights: the output is unchanged at step 0, and the gradient reaches
+those zero weights first (the new channels are alive), then the new channels themselves.
 """
 
 from __future__ import annotations
@@ -49,15 +57,21 @@ def initialise(model: nn.Module, init: str, std: float = 1e-3) -> None:
         nn.init.zeros_(layer.bias)
 
 
-def _embed_centre(weight: torch.Tensor, shape: torch.Size, grow: bool) -> torch.Tensor:
-    """``weight`` (out, in, k, k) placed at the centre of a zero kernel of ``shape`` (K >= k);
-    unless ``grow``, the shapes must match exactly."""
-    if weight.shape[:2] != shape[:2] or any(k > K or (K - k) % 2 or (k != K and not grow)
-                                            for k, K in zip(weight.shape[2:], shape[2:])):
-        raise ValueError(f"base {tuple(weight.shape)} does not fit target {tuple(shape)}")
-    out = torch.zeros(shape, dtype=weight.dtype)
-    dy, dx = (shape[2] - weight.shape[2]) // 2, (shape[3] - weight.shape[3]) // 2
-    out[:, :, dy:dy + weight.shape[2], dx:dx + weight.shape[3]] = weight
+def _embed(weight: torch.Tensor, target: torch.Tensor, grow: bool) -> torch.Tensor:
+    """``weight`` (out, in, k, k) in the first channels and at the centre of ``target``'s kernel.
+
+    Unless ``grow``, the shapes must match exactly. Growing, the copied outputs get zero taps
+    around the kernel and zero weights from the extra input channels (so they compute exactly
+    what the base did), and extra output channels keep ``target``'s initial weights.
+    """
+    (o, i, *k), (big_o, big_i, *big_k) = weight.shape, target.shape
+    fits = o <= big_o and i <= big_i and all(a <= b and (b - a) % 2 == 0 for a, b in zip(k, big_k))
+    if not (fits if grow else weight.shape == target.shape):
+        raise ValueError(f"base {tuple(weight.shape)} does not fit target {tuple(target.shape)}")
+    out = target.detach().clone()
+    out[:o].zero_()
+    dy, dx = (big_k[0] - k[0]) // 2, (big_k[1] - k[1]) // 2
+    out[:o, :i, dy:dy + k[0], dx:dx + k[1]] = weight
     return out
 
 
@@ -82,11 +96,11 @@ def apply_transfer(model: nn.Module, transfer: dict) -> list[int]:
         raise ValueError(f"transfer.into {into} must name one target layer per copied layer {indices}")
     for i, j in zip(indices, into):
         try:
-            weight = _embed_centre(source[i].weight.data, target[j].weight.shape, "into" in transfer)
+            weight = _embed(source[i].weight.data, target[j].weight.data, "into" in transfer)
         except ValueError as exc:
             raise ValueError(f"layer {i} -> {j}: {exc}") from None
         target[j].weight.data.copy_(weight)
-        target[j].bias.data.copy_(source[i].bias.data)
+        target[j].bias.data[:len(source[i].bias)] = source[i].bias.data
         if transfer.get("freeze", False):
             target[j].weight.requires_grad_(False)
             target[j].bias.requires_grad_(False)

@@ -130,6 +130,15 @@ def lineage(name: str, models: dict) -> list[str]:
     return (lineage(base, models) if base in models else []) + [name]
 
 
+def architecture_label(config: dict) -> str:
+    """``9-7-3-1-5``, with the hidden widths when they are not the paper's for that spec."""
+    from arcnn.architectures import DEFAULT_WIDTHS
+
+    spec = config.get("spec", config["type"])
+    widths = tuple(config.get("widths") or ())
+    return f"{spec} ({'-'.join(map(str, widths))})" if widths and widths != DEFAULT_WIDTHS.get(spec) else spec
+
+
 def plot_q10_stages() -> None:
     """jpeg-q10's whole convergence curve: each stage of its lineage after the one before."""
     models = bundled()
@@ -139,7 +148,7 @@ def plot_q10_stages() -> None:
     for stage in lineage("jpeg-q10", models):
         card = models[stage]
         if rows := _rows(stage):
-            label = f"{stage}: {card['config'].get('spec', card['config']['type'])}, {card['steps']} steps"
+            label = f"{stage}: {architecture_label(card['config'])}, {card['steps']} steps"
             curves.append((rows, offset, label))
         offset += card["samples_seen"]
     if curves:
@@ -162,8 +171,8 @@ def write_q10_and_fast(cache: dict) -> list[str]:
              "(training/configs/<name>.toml). `fast-arcnn-q10` is trained from",
              "scratch (training/configs/fast-arcnn-q10.toml). Curves: docs/figures/jpeg-q10.png,",
              "docs/figures/table2-q10.png; speed: docs/performance.md.", "",
-             "| model | multiply-adds per pixel | samples seen | PSNR / SSIM / PSNR-B | vs jpeg-q10 (PSNR) |",
-             "|---|---|---|---|---|"]
+             "| model | architecture | multiply-adds per pixel | samples seen | PSNR / SSIM / PSNR-B | vs jpeg-q10 (PSNR) |",
+             "|---|---|---|---|---|---|"]
     ref = cache.get("paper|LIVE1|10|jpeg-q10")
     for name in [*lineage("jpeg-q10", models), "fast-arcnn-q10"] if "jpeg-q10" in models else []:
         result, card = cache.get(f"paper|LIVE1|10|{name}"), models.get(name)
@@ -172,7 +181,8 @@ def write_q10_and_fast(cache: dict) -> list[str]:
         samples = total_samples(name, models)
         delta = f"{result['restored']['psnr'] - ref['restored']['psnr']:+.2f} dB" if ref else "-"
         macs = build(card["config"]).macs_per_pixel
-        lines.append(f"| {name} | {macs:,.0f} | {samples:,} | {_fmt(result['restored'])} | {delta} |")
+        lines.append(f"| {name} | {architecture_label(card['config'])} | {macs:,.0f} | {samples:,} | "
+                     f"{_fmt(result['restored'])} | {delta} |")
     return lines
 
 

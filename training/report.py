@@ -209,6 +209,9 @@ def write_markdown(cache: dict) -> str:
                      f"{p['arcnn'][0]} / {p['arcnn'][1]} / {p['arcnn'][2]} | "
                      f"{_fmt(specific['restored']) if specific else 'not bundled'} | "
                      f"{_fmt(blind['restored']) if blind else 'not bundled'} | {ok} |")
+    lines += ["", "\"bar met\" compares the unrounded figures with the paper's: "
+              + "; ".join(f"q{q} {r['psnr']:.3f} / {r['psnr_b']:.3f}" for q in QUALITIES
+                          if (r := (cache.get(f"paper|LIVE1|{q}|jpeg-q{q}") or {}).get("restored"))) + "."]
     lines += ["", "## Other test sets", "", "| set | q | JPEG | jpeg-qN | jpeg-any |", "|---|---|---|---|---|"]
     for dataset in ("Classic5", "Kodak24"):
         for q in QUALITIES:

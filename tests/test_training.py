@@ -186,6 +186,9 @@ def test_widening_transfer_starts_as_the_base_function_and_trains_the_new_channe
         apply_transfer(narrow, {"base": str(tmp_path / "base.safetensors"), "layers": [1], "into": [1]})
     with pytest.raises(ValueError, match="does not fit"):  # wider, but no explicit ``into``
         apply_transfer(wide, {"base": str(tmp_path / "base.safetensors"), "layers": [1]})
+    with pytest.raises(ValueError, match="freeze cannot be combined with growing"):
+        apply_transfer(wide, {"base": str(tmp_path / "base.safetensors"), "layers": [1], "into": [1],
+                              "freeze": True})  # the new channels would stay at their init
 
 
 def test_every_bundled_model_is_reproducible_from_its_config():

@@ -95,6 +95,11 @@ def apply_transfer(model: nn.Module, transfer: dict) -> list[int]:
     if len(into) != len(indices):
         raise ValueError(f"transfer.into {into} must name one target layer per copied layer {indices}")
     for i, j in zip(indices, into):
+        if transfer.get("freeze", False) and source[i].weight.shape != target[j].weight.shape:
+            # Freezing a grown layer would also freeze its new channels and taps at their
+            # initial values (zeros for the read weights), so they could never learn.
+            raise ValueError(f"layer {i} -> {j}: freeze cannot be combined with growing "
+                             f"{tuple(source[i].weight.shape)} into {tuple(target[j].weight.shape)}")
         try:
             weight = _embed(source[i].weight.data, target[j].weight.data, "into" in transfer)
         except ValueError as exc:

@@ -38,8 +38,11 @@ def arguments(description: str) -> argparse.ArgumentParser:
 
 def shipped_like(arch: str) -> nn.Module:
     """``random:<arch>`` (seeded, untrained: speed does not depend on the weights), made residual
-    like every bundled model, since that decides whether the output layer may run in bf16."""
-    model, _ = load_named(f"random:{arch}")
+    like every bundled model, since that decides whether the output layer may run in bf16. A name
+    that is not an architecture is loaded as a bundled model (``jpeg-q10``'s widths are its own)."""
+    from arcnn.architectures import ARCHITECTURES
+
+    model, _ = load_named(f"random:{arch}" if arch in ARCHITECTURES else arch)
     model.residual = True
     return model
 

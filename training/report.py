@@ -56,6 +56,8 @@ def run_measurements(data: Path, cache: dict, save) -> None:
             for name in (f"jpeg-q{q}", "jpeg-any", "fast-arcnn-q10" if q == 10 else None):
                 if name in models and (name == f"jpeg-q{q}" or dataset == "LIVE1"):
                     plan.append(("paper", dataset, q, name))
+    if "jpeg-q10" in models:  # its earlier stages, for the stage-by-stage table
+        plan += [("paper", "LIVE1", 10, stage) for stage in lineage("jpeg-q10", models)[:-1]]
     plan += [("color", "LIVE1", q, f"jpeg-q{q}") for q in QUALITIES if f"jpeg-q{q}" in models]
     for protocol, dataset, q, name in plan:
         key = f"{protocol}|{dataset}|{q}|{name}"

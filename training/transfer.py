@@ -94,8 +94,9 @@ def apply_transfer(model: nn.Module, transfer: dict) -> list[int]:
     into = list(transfer.get("into", indices))  # an explicit map may also grow kernels
     if len(into) != len(indices):
         raise ValueError(f"transfer.into {into} must name one target layer per copied layer {indices}")
+    freeze = transfer.get("freeze", False)
     for i, j in zip(indices, into):
-        if transfer.get("freeze", False) and source[i].weight.shape != target[j].weight.shape:
+        if freeze and source[i].weight.shape != target[j].weight.shape:
             # Freezing a grown layer would also freeze its new channels and taps at their
             # initial values (zeros for the read weights), so they could never learn.
             raise ValueError(f"layer {i} -> {j}: freeze cannot be combined with growing "
@@ -106,7 +107,7 @@ def apply_transfer(model: nn.Module, transfer: dict) -> list[int]:
             raise ValueError(f"layer {i} -> {j}: {exc}") from None
         target[j].weight.data.copy_(weight)
         target[j].bias.data[:len(source[i].bias)] = source[i].bias.data
-        if transfer.get("freeze", False):
+        if freeze:
             target[j].weight.requires_grad_(False)
             target[j].bias.requires_grad_(False)
     for j in transfer.get("identity", []):

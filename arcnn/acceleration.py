@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arcnn.architectures import ConvNet, FastARCNN
+from arcnn.architectures import ChromaNet, ConvNet, FastARCNN
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 """Compute precisions by name."""
@@ -133,15 +133,22 @@ class FastNet(nn.Module):
     """A prepared network: hidden layers in ``dtype`` (channels-last), output layer, residual.
 
     ``layers`` are the hidden convolutions (ReLU after each); ``head`` maps to the output and
-    ``shuffle`` (Fast AR-CNN) is its pixel-shuffle factor; ``crop`` trims the head's output to
-    the tile (Fast AR-CNN's sub-pixel head produces a few extra pixels at its far sides).
+    ``shuffle`` (Fast AR-CNN, the chroma network) is its pixel-shuffle factor; ``crop`` trims the
+    head's output to the tile (Fast AR-CNN's sub-pixel head produces a few extra pixels at its
+    far sides). ``unshuffle`` (the chroma network) is a space-to-depth before the first layer.
     """
 
     def __init__(self, source: nn.Module, layers: list[nn.Module], head: nn.Module, *, dtype: torch.dtype,
-                 head_dtype: torch.dtype, channels_last: bool, shuffle: int = 1, crop: int = 0) -> None:
+                 head_dtype: torch.dtype, channels_last: bool, shuffle: int = 1, crop: int = 0,
+                 unshuffle: int = 1) -> None:
         super().__init__()
         self.radius = source.radius
         self.stride = getattr(source, "stride", 1)
+        self.in_channels = getattr(source, "in_channels", 1)
+        self.out_channels = getattr(source, "out_channels", 1)
+        # the input channels a residual output is added to: the chroma network corrects Cb, Cr
+        self.residual_from = 1 if isinstance(source, ChromaNet) else 0
+        self.unshuffle = unshuffle
         self.macs_per_pixel = source.macs_per_pixel
         self.residual = source.residual
         self.layers = nn.ModuleList(layers)
@@ -154,6 +161,8 @@ class FastNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2] - 2 * self.radius, x.shape[-1] - 2 * self.radius
         y = x * self.input_scale if self.input_scale != 1.0 else x
+        if self.unshuffle > 1:
+            y = F.pixel_unshuffle(y, self.unshuffle)
         y = y.to(self.dtype, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         for layer in self.layers:
             y = F.relu(layer(y), inplace=True)
@@ -164,8 +173,8 @@ class FastNet(nn.Module):
         if y.shape[-2] != h or y.shape[-1] != w:
             raise RuntimeError(f"input too small for this model (radius {self.radius})")
         if self.residual:
-            r = self.radius
-            y = y + x[..., r:r + h, r:r + w]
+            r, c = self.radius, self.residual_from
+            y = y + x[:, c:c + self.out_channels, r:r + h, r:r + w]
         return y.contiguous()
 
 
@@ -203,6 +212,12 @@ def prepare(model: nn.Module, device: torch.device | str = "cpu", precision: str
         head = _conv_copy(WideHead(subpixel_from_deconv(model.deconv)), head_dtype, channels_last)
         net = FastNet(model, layers, head, dtype=dtype, head_dtype=head_dtype, channels_last=channels_last,
                       shuffle=2, crop=offset - 8)
+    elif isinstance(model, ChromaNet):
+        convs = list(model.layers)
+        layers = [_conv_copy(c, dtype, channels_last, scale if i == 0 else 1.0) for i, c in enumerate(convs[:-1])]
+        head = _conv_copy(convs[-1], head_dtype, channels_last)
+        net = FastNet(model, layers, head, dtype=dtype, head_dtype=head_dtype, channels_last=channels_last,
+                      shuffle=2, unshuffle=2)
     else:
         raise TypeError(f"no fast path for {type(model).__name__}")
     return net.to(device).eval()
@@ -222,6 +237,7 @@ class CudaGraphed(nn.Module):
         super().__init__()
         self.net = net
         self.radius, self.stride = net.radius, getattr(net, "stride", 1)
+        self.in_channels, self.out_channels = getattr(net, "in_channels", 1), getattr(net, "out_channels", 1)
         self.macs_per_pixel = net.macs_per_pixel
         self.max_graphs = max_graphs
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}

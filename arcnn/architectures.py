@@ -143,7 +143,67 @@ class FastARCNN(nn.Module):
         return {"type": "fast", "residual": self.residual, "d": self.d, "s": self.s, "m": self.m}
 
 
-Model = ConvNet | FastARCNN
+class ChromaNet(nn.Module):
+    """Luma-guided chroma restoration, run at half resolution.
+
+    Input: ``(N, 5, H, W)`` full-resolution planes in [0, 1]: decoded Y, Cb, Cr (JFIF full range)
+    and two constant *condition* planes, the JPEG quality / 255 and 1 if the chroma was
+    subsampled (4:2:0 / 4:2:2) else 0. Output: restored Cb and Cr ``(N, 2, H - 2r, W - 2r)``.
+
+    Why this shape: at low qualities nearly every chroma AC coefficient is quantised away and a
+    4:2:0 chroma block covers 16x16 pixels, so chroma has to be inferred from luma edges over a
+    wide area. A space-to-depth by 2 (every 2x2 block's four luma samples become channels, so no
+    luma detail is lost) lets valid convolutions reach twice as far for a quarter of the
+    multiply-adds; a depth-to-space at the end returns full-resolution chroma, which is also
+    what un-does 4:2:0 subsampling at high qualities. The quality plane lets one network cover
+    q5-q95 without smoothing mild JPEGs as hard as heavy ones.
+
+    Tiling stays exact as for Fast AR-CNN: ``radius`` is even and tiles start on even offsets, so
+    every tile sees the same 2x2 grid as the whole image.
+    """
+
+    stride = 2
+    in_channels = 5
+    out_channels = 2
+
+    def __init__(self, kernels: tuple[int, ...] = (5, 5, 5, 5, 3),
+                 widths: tuple[int, ...] = (64, 64, 64, 64), residual: bool = True) -> None:
+        super().__init__()
+        if len(widths) != len(kernels) - 1 or any(k % 2 == 0 for k in kernels):
+            raise ValueError(f"chroma net needs odd kernels and one width per hidden layer: {kernels}, {widths}")
+        self.kernels, self.widths, self.residual = tuple(kernels), tuple(widths), residual
+        channels = (4 * self.in_channels, *self.widths, 4 * self.out_channels)
+        self.layers = nn.ModuleList(
+            nn.Conv2d(channels[i], channels[i + 1], k) for i, k in enumerate(self.kernels)
+        )
+
+    @property
+    def radius(self) -> int:
+        return 2 * sum((k - 1) // 2 for k in self.kernels)
+
+    @property
+    def macs_per_pixel(self) -> int:
+        channels = (4 * self.in_channels, *self.widths, 4 * self.out_channels)
+        return sum(k * k * channels[i] * channels[i + 1] for i, k in enumerate(self.kernels)) // 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.pixel_unshuffle(x, 2)
+        for i, layer in enumerate(self.layers):
+            y = layer(y)
+            if i < len(self.layers) - 1:
+                y = F.relu(y)
+        y = F.pixel_shuffle(y, 2)
+        if self.residual:
+            r = self.radius
+            y = y + x[:, 1:3, r:x.shape[-2] - r, r:x.shape[-1] - r]
+        return y
+
+    def config(self) -> dict:
+        return {"type": "chroma", "kernels": list(self.kernels), "widths": list(self.widths),
+                "residual": self.residual}
+
+
+Model = ConvNet | FastARCNN | ChromaNet
 
 
 @dataclass(frozen=True)
@@ -178,4 +238,6 @@ def build(config: dict) -> nn.Module:
         return ConvNet(widths=tuple(widths) if widths else None, **config)
     if kind == "fast":
         return FastARCNN(**config)
+    if kind == "chroma":
+        return ChromaNet(tuple(config.pop("kernels")), tuple(config.pop("widths")), **config)
     raise ValueError(f"unknown architecture type {kind!r}")

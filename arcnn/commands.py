@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from arcnn.errors import ArcnnError, NoWeightsError
-from arcnn.settings import PRECISIONS
+from arcnn.settings import CHROMA_MODES, PRECISIONS
 
 def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
     """Files as given; folders expanded (recursively) to the images inside, in sorted order."""
@@ -34,8 +34,9 @@ def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
 @click.option("--batch-size", type=int, default=None, help="Tiles per forward pass (default: ARCNN_BATCH_SIZE).")
 @click.option("--device", default=None, help="cpu, cuda or auto (default: ARCNN_DEVICE).")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True)
-@click.option("--chroma", type=click.Choice(["passthrough", "restore"]), default="passthrough",
-              show_default=True, help="Colour images: pass Cb/Cr through, or restore them too.")
+@click.option("--chroma", type=click.Choice(CHROMA_MODES), default="auto", show_default=True,
+              help="Colour images: restore Cb/Cr with the chroma network where it was measured to "
+                   "help (auto), on every colour image (restore), or pass them through.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="auto: fp16 on CUDA, fp32 on CPU; bf16 is faster on some CPUs, slower on "
                    "others (default: ARCNN_PRECISION).")
@@ -88,44 +89,84 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
 
 @click.command("eval")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--quality", "-q", type=click.IntRange(1, 100), required=True, help="JPEG quality to degrade with.")
+@click.option("--quality", "-q", type=click.IntRange(1, 100), default=None,
+              help="JPEG quality to degrade with (paper and color protocols).")
 @click.option("--model", default=None,
-              help="Model to evaluate (default: the bundled jpeg-q model nearest the quality); "
+              help="Model to evaluate. Default: the bundled jpeg-q model nearest the quality for "
+                   "--protocol paper; auto (the product's own choice) for color and bucket. "
                    "'none' reports the JPEG input only.")
-@click.option("--protocol", type=click.Choice(["paper", "color"]), default="paper", show_default=True)
+@click.option("--protocol", type=click.Choice(["paper", "color", "bucket"]), default="paper", show_default=True,
+              help="paper: grey JPEG of Y (Table 1); color: RGB JPEG 4:2:0; bucket: the realistic "
+                   "grid of qualities, subsamplings and re-saves (docs/results.md).")
+@click.option("--chroma", type=click.Choice(CHROMA_MODES), default="auto", show_default=True,
+              help="color / bucket: how Cb/Cr are handled (as arcnn restore --chroma).")
+@click.option("--images", type=click.IntRange(1), default=None, help="Use the first N images only.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--tile", type=int, default=512, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_command(data_dir: Path, quality: int, model: str | None, protocol: str, device: str, tile: int,
-                 as_json: bool) -> None:
-    """Measure PSNR / SSIM / PSNR-B of JPEG input and restored output on DATA_DIR."""
-    from arcnn.evaluation import color_protocol, paper_protocol
+def eval_command(data_dir: Path, quality: int | None, model: str | None, protocol: str, chroma: str,
+                 images: int | None, device: str, tile: int, as_json: bool) -> None:
+    """Measure JPEG input and restored output on the ground-truth images in DATA_DIR."""
+    from arcnn.evaluation import BUCKET_ROWS, bucket_protocol, color_protocol, paper_protocol
     from arcnn.registry import bundled
     from arcnn.restoration import Restorer, nearest_quality_model
 
-    if model is None:
+    if protocol != "bucket" and quality is None:
+        raise click.UsageError(f"--protocol {protocol} needs --quality")
+    if model is None and protocol == "paper":
         model = nearest_quality_model(quality, list(bundled()))
         if model is None:
             raise click.ClickException("no trained jpeg-q* model is bundled; pass --model NAME or --model none")
-    model = None if model == "none" else model
+    model = "auto" if model is None else (None if model == "none" else model)
     try:
-        restorer = Restorer.load(model, device, tile) if model else None
+        restorer = Restorer.load(model, device, tile, chroma=chroma) if model else None
     except (ArcnnError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
+    restore = restorer.restore if restorer else None
     if protocol == "paper":
         net = restorer.model(model) if restorer else None
         result = paper_protocol(net, data_dir, quality, restorer.device if restorer else "cpu", tile)
+    elif protocol == "color":
+        result = color_protocol(restore, data_dir, quality)
     else:
-        result = color_protocol(restorer.restore if restorer else None, data_dir, quality)
+        from tqdm import tqdm
+
+        with tqdm(total=len(BUCKET_ROWS), desc="bucket rows", disable=not sys.stderr.isatty()) as bar:
+            result = bucket_protocol(restore, data_dir, images=images, progress=lambda _: bar.update())
     result = {"data": str(data_dir), "model": model, **result}
+    if protocol == "bucket":
+        result["chroma"] = chroma
     if as_json:
         click.echo(json.dumps(result, indent=2))
+        return
+    if protocol == "bucket":
+        click.echo(bucket_table(result))
         return
     click.echo(f"{data_dir} ({result['images']} images), JPEG q{quality}, protocol {protocol}, model {model}")
     for which in ("input", "restored"):
         if which in result:
             figures = "  ".join(f"{k} {v:.4f}" for k, v in result[which].items())
             click.echo(f"  {which:9s} {figures}")
+
+
+def bucket_table(result: dict) -> str:
+    """The bucket protocol's result as a Markdown table (what docs/results.md shows)."""
+    restored = "mean_gain" in result
+    lines = [f"{result['data']} ({result['images']} images), protocol bucket, model {result['model']}"
+             + (f", chroma {result.get('chroma')}" if restored else ""), "",
+             "| row | JPEG RGB PSNR | restored | mean gain | worst image's gain |" if restored
+             else "| row | JPEG RGB PSNR |",
+             "|---|---|---|---|---|" if restored else "|---|---|"]
+    for r in result["rows"]:
+        if restored:
+            lines.append(f"| {r['row']} | {r['input']:.2f} | {r['restored']:.2f} | {r['gain']:+.2f} | "
+                         f"{r['worst_gain']:+.2f} ({r['worst_image']}) |")
+        else:
+            lines.append(f"| {r['row']} | {r['input']:.2f} |")
+    if restored:
+        lines.append(f"| **mean over rows** | {result['mean_input']:.2f} | {result['mean_restored']:.2f} | "
+                     f"**{result['mean_gain']:+.2f}** | {result['worst_gain']:+.2f} |")
+    return "\n".join(lines)
 
 
 @click.command("models")

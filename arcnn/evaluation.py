@@ -5,21 +5,28 @@ quality Q (Pillow) -> restore -> metrics on Y. This is the AR-CNN paper's Table 
 with it, plain JPEG on LIVE1 at q10 measures 27.77 dB PSNR / 25.33 dB PSNR-B, as published.
 
 ``color``: RGB JPEG (4:2:0) at Q -> restore through the colour pipeline -> PSNR on RGB and on Y.
+
+``bucket``: what a real bucket holds. Each ground-truth image goes through every row of
+:data:`BUCKET_ROWS` (colour JPEG at q5-q95, 4:2:0 and 4:4:4, saved twice with and without a
+grid-shifting crop), is decoded and restored as ``arcnn restore`` would, and RGB PSNR is
+measured per row: mean in and out, mean gain and the worst image's gain.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from torch import nn
 
-from arcnn.colour import rgb_to_studio_y, to_uint8
-from arcnn.images import codec_roundtrip, list_images, studio_y
+from arcnn.colour import rgb_to_studio_y, to_uint8, ycbcr_to_rgb_uint8
+from arcnn.images import codec_roundtrip, decode_image, list_images, studio_y
 from arcnn.metrics import all_metrics, psnr
-from arcnn.tiling import restore_plane
+from arcnn.tiling import restore_plane, restore_whole
 
 def mean_metrics(rows: Iterable[dict[str, float]]) -> dict[str, float]:
     rows = list(rows)
@@ -41,6 +48,28 @@ def evaluate_planes(model: nn.Module | None, clean: list[np.ndarray], degraded: 
     return result
 
 
+def rgb_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR over all three channels of two H x W x 3 uint8 images."""
+    return psnr(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1))
+
+
+def evaluate_chroma(model: nn.Module, clean: list[np.ndarray], inputs: list[np.ndarray],
+                    device: str = "cpu") -> dict[str, dict[str, float]]:
+    """RGB PSNR of decoded JPEGs and of the same with the chroma network's Cb/Cr.
+
+    ``clean`` are 3 x H x W YCbCr stacks, ``inputs`` the network's 5 x H x W stacks (decoded
+    YCbCr and the condition planes). Luma is left as decoded, so the gain is the chroma's alone.
+    """
+    before, after = [], []
+    for c, x in zip(clean, inputs):
+        truth = ycbcr_to_rgb_uint8(np.moveaxis(c, 0, -1))
+        decoded = np.array(x[:3], dtype=np.float64)
+        before.append({"psnr": rgb_psnr(truth, ycbcr_to_rgb_uint8(np.moveaxis(decoded, 0, -1)))})
+        decoded[1:] = restore_whole(model, x, device)
+        after.append({"psnr": rgb_psnr(truth, ycbcr_to_rgb_uint8(np.moveaxis(decoded, 0, -1)))})
+    return {"input": mean_metrics(before), "restored": mean_metrics(after)}
+
+
 def paper_protocol(model: nn.Module | None, folder: Path, quality: int, device: str = "cpu",
                    tile: int = 512) -> dict:
     clean, degraded = [], []
@@ -53,6 +82,18 @@ def paper_protocol(model: nn.Module | None, folder: Path, quality: int, device: 
             **evaluate_planes(model, clean, degraded, device, tile)}
 
 
+def jpeg_bytes(img: Image.Image, quality: int, subsampling: int = 2) -> bytes:
+    """``img`` saved as a colour JPEG by Pillow (libjpeg) at ``quality`` (subsampling 2: 4:2:0)."""
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
+    return buffer.getvalue()
+
+
+def decode_as_product(data: bytes) -> Image.Image:
+    """Decode the way ``arcnn restore`` and the workers do, so ``auto`` sees the JPEG's tables."""
+    return decode_image(data, max_pixels=1 << 40)
+
+
 def color_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder: Path,
                    quality: int) -> dict:
     """RGB JPEG 4:2:0 in; ``restore`` is the product's colour pipeline (None: input only)."""
@@ -60,7 +101,7 @@ def color_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder:
     for path in list_images([folder]):
         with Image.open(path) as img:
             rgb = img.convert("RGB")
-        jpeg = codec_roundtrip(rgb, "JPEG", quality=quality, subsampling=2)
+        jpeg = decode_as_product(jpeg_bytes(rgb, quality))
         candidates = [("input", jpeg, before)]
         if restore is not None:
             candidates.append(("restored", restore(jpeg), after))
@@ -74,4 +115,76 @@ def color_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder:
     result = {"protocol": "color", "images": len(before), "quality": quality, "input": mean_metrics(before)}
     if after:
         result["restored"] = mean_metrics(after)
+    return result
+
+
+@dataclass(frozen=True)
+class BucketRow:
+    """One way an image reached the bucket: JPEG saves in order, each (quality, subsampling),
+    with ``shift`` pixels cropped from the top and left before the last one (which moves the
+    earlier saves' 8x8 grid off the last one's)."""
+
+    name: str
+    saves: tuple[tuple[int, int], ...]
+    shift: int = 0
+
+    def degrade(self, rgb: Image.Image) -> tuple[bytes, Image.Image]:
+        """(the JPEG file, the ground truth it is compared with: cropped like it)."""
+        img, reference, data = rgb, rgb, b""
+        for i, (quality, subsampling) in enumerate(self.saves):
+            if i == len(self.saves) - 1 and self.shift:
+                box = (self.shift, self.shift, img.width, img.height)
+                img, reference = img.crop(box), reference.crop(box)
+            data = jpeg_bytes(img, quality, subsampling)
+            img = Image.open(io.BytesIO(data)).convert("RGB")
+        return data, reference
+
+
+BUCKET_ROWS: tuple[BucketRow, ...] = (
+    *(BucketRow(f"q{q}", ((q, 2),)) for q in (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)),
+    BucketRow("q20 4:4:4", ((20, 0),)),
+    BucketRow("q95 4:4:4", ((95, 0),)),
+    BucketRow("q90 > q60", ((90, 2), (60, 2))),
+    BucketRow("q75 > q50", ((75, 2), (50, 2))),
+    BucketRow("q90 > crop 3 > q60", ((90, 2), (60, 2)), shift=3),
+    BucketRow("q75 > crop 3 > q50", ((75, 2), (50, 2)), shift=3),
+)
+"""The realistic-bucket grid: libjpeg's default 4:2:0 at every tenth quality (and q5, q95),
+4:4:4 at a low and a high quality, and re-saved photos, aligned and cropped between saves."""
+
+
+def bucket_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder: Path,
+                    rows: Iterable[BucketRow] = BUCKET_ROWS, images: int | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict:
+    """Per row: mean RGB PSNR of the JPEGs and of their restorations, mean and worst gain."""
+    paths = list_images([folder])[:images]
+    truths = []
+    for path in paths:
+        with Image.open(path) as img:
+            truths.append(img.convert("RGB"))
+    table = []
+    for row in rows:
+        before, after = [], []
+        for truth in truths:
+            data, reference = row.degrade(truth)
+            jpeg = decode_as_product(data)
+            ref = np.asarray(reference)
+            before.append(rgb_psnr(ref, np.asarray(jpeg.convert("RGB"))))
+            if restore is not None:
+                after.append(rgb_psnr(ref, np.asarray(restore(jpeg).convert("RGB"))))
+        entry = {"row": row.name, "input": float(np.mean(before))}
+        if after:
+            gains = np.array(after) - np.array(before)
+            worst = int(np.argmin(gains))
+            entry.update(restored=float(np.mean(after)), gain=float(gains.mean()),
+                         worst_gain=float(gains[worst]), worst_image=paths[worst].name)
+        table.append(entry)
+        if progress is not None:
+            progress(row.name)
+    result = {"protocol": "bucket", "images": len(paths), "rows": table,
+              "mean_input": float(np.mean([r["input"] for r in table]))}
+    if restore is not None:
+        result.update(mean_restored=float(np.mean([r["restored"] for r in table])),
+                      mean_gain=float(np.mean([r["gain"] for r in table])),
+                      worst_gain=float(min(r["worst_gain"] for r in table)))
     return result

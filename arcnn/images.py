@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from arcnn.colour import rgb_to_studio_y, to_uint8
 from arcnn.errors import BadImageError, TooLargeError
@@ -55,7 +55,8 @@ _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Bytes -> loaded, upright PIL image; ``info['jpeg_quality']`` holds the estimated quality.
+    """Bytes -> loaded, upright PIL image; ``info['jpeg_quality']`` holds the estimated quality
+    and ``info['jpeg_subsampled']`` whether a colour JPEG's chroma was subsampled (4:2:0, 4:2:2).
 
     The pixel limit is checked from the header, before any pixel is decoded, and Pillow's own
     bomb protection is set to the same limit as a second line of defence.
@@ -72,6 +73,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
                 raise TooLargeError(f"image is {width}x{height} = {width * height} pixels, over the "
                                     f"limit of {max_pixels} (ARCNN_MAX_PIXELS)")
             quality = estimate_quality(getattr(img, "quantization", None)) if img.format == "JPEG" else None
+            subsampled = JpegImagePlugin.get_sampling(img) > 0 if img.format == "JPEG" else None
             source_format = img.format
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -85,6 +87,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImageError(f"corrupt or truncated image: {exc}") from exc
     img.info["jpeg_quality"] = quality
+    img.info["jpeg_subsampled"] = subsampled
     img.info["source_format"] = source_format
     return img
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CHROMA_MODES = ("auto", "restore", "passthrough")
 
 
 

@@ -111,11 +111,12 @@ def _batches(jobs: list[_Job], batch_size: int) -> list[list[_Job]]:
     return [group[i:i + batch_size] for group in by_shape.values() for i in range(0, len(group), batch_size)]
 
 
-def _fill_batch(dst: np.ndarray, batch: list[_Job], planes: list[np.ndarray], radius: int) -> None:
-    """Windows of ``batch`` into ``dst[:len(batch)]`` (float32), scaled to [0, 1] exactly as
-    :func:`restore_whole` scales (cast to float32, then divide by 255)."""
+def _fill_batch(dst: np.ndarray, batch: list[_Job], stacks: list[list[np.ndarray]], radius: int) -> None:
+    """Windows of ``batch`` into ``dst[:len(batch)]`` (float32, N x C x H x W), scaled to [0, 1]
+    exactly as :func:`restore_whole` scales (cast to float32, then divide by 255)."""
     for i, job in enumerate(batch):
-        fill_window(dst[i], planes[job.plane], job.tile.y0 - radius, job.tile.x0 - radius)
+        for c, channel in enumerate(stacks[job.plane]):
+            fill_window(dst[i, c], channel, job.tile.y0 - radius, job.tile.x0 - radius)
     np.divide(dst[:len(batch)], np.float32(255.0), out=dst[:len(batch)])
 
 
@@ -123,7 +124,12 @@ def _scatter(outs: list[np.ndarray], batch: list[_Job], results: np.ndarray) -> 
     for job, result in zip(batch, results):
         t = job.tile
         th, tw = t.shape
-        outs[job.plane][t.y0:t.y1, t.x0:t.x1] = result[:th, :tw]
+        outs[job.plane][:, t.y0:t.y1, t.x0:t.x1] = result[:, :th, :tw]
+
+
+def _channels(model: nn.Module) -> tuple[int, int]:
+    """(input, output) channels of a model: 1 and 1 for the luminance networks."""
+    return getattr(model, "in_channels", 1), getattr(model, "out_channels", 1)
 
 
 _POOL_PREFIX = "arcnn-tile"
@@ -150,17 +156,17 @@ def _cpu_tile(shapes: list[tuple[int, int]], tile: int, stride: int, workers: in
     return tile
 
 
-def _run_cpu(model: nn.Module, planes: list[np.ndarray], outs: list[np.ndarray], batches: list[list[_Job]],
+def _run_cpu(model: nn.Module, planes: list[list[np.ndarray]], outs: list[np.ndarray], batches: list[list[_Job]],
              dtype: torch.dtype, workers: int) -> None:
-    radius = model.radius
+    radius, (c_in, _) = model.radius, _channels(model)
 
     def run(batch: list[_Job]) -> None:
         with torch.inference_mode():  # thread-local, so set in the worker too
             wh, ww = window_shape(batch[0].tile, radius, getattr(model, "stride", 1))
-            windows = np.empty((len(batch), wh, ww), np.float32)
+            windows = np.empty((len(batch), c_in, wh, ww), np.float32)
             _fill_batch(windows, batch, planes, radius)
-            y = model(torch.from_numpy(windows)[:, None].to(dtype))
-            _scatter(outs, batch, (y.float() * 255.0).numpy()[:, 0])
+            y = model(torch.from_numpy(windows).to(dtype))
+            _scatter(outs, batch, (y.float() * 255.0).numpy())
 
     nested = threading.current_thread().name.startswith(_POOL_PREFIX)  # waiting on our own pool would deadlock
     if workers <= 1 or len(batches) <= 1 or nested:
@@ -192,16 +198,16 @@ class _Slot:
             self.batch = None
 
 
-def _run_cuda(model: nn.Module, planes: list[np.ndarray], outs: list[np.ndarray], batches: list[list[_Job]],
+def _run_cuda(model: nn.Module, planes: list[list[np.ndarray]], outs: list[np.ndarray], batches: list[list[_Job]],
               batch_size: int, device: torch.device, dtype: torch.dtype) -> None:
     """Copies run on a private stream; compute and the copy back run on the calling thread's
     current stream, so a model shared between threads (worker/batching.py) stays ordered."""
     if not batches:
         return
-    radius = model.radius
+    radius, (c_in, c_out) = model.radius, _channels(model)
     shapes = {b[0].out_shape for b in batches}
-    in_numel = batch_size * max((h + 2 * radius) * (w + 2 * radius) for h, w in shapes)
-    out_numel = batch_size * max(h * w for h, w in shapes)
+    in_numel = batch_size * c_in * max((h + 2 * radius) * (w + 2 * radius) for h, w in shapes)
+    out_numel = batch_size * c_out * max(h * w for h, w in shapes)
     slots = [_Slot(in_numel, out_numel, device) for _ in range(2)]
     compute = torch.cuda.current_stream(device)
     copy_stream = torch.cuda.Stream(device)
@@ -210,17 +216,17 @@ def _run_cuda(model: nn.Module, planes: list[np.ndarray], outs: list[np.ndarray]
         slot = slots[k % 2]
         slot.collect(outs)  # frees this slot: its previous copy-in, compute and copy-out are done
         oh, ow = batch[0].out_shape
-        host_in = slot.host_in[:batch_size * (oh + 2 * radius) * (ow + 2 * radius)].view(
-            batch_size, oh + 2 * radius, ow + 2 * radius)
+        host_in = slot.host_in[:batch_size * c_in * (oh + 2 * radius) * (ow + 2 * radius)].view(
+            batch_size, c_in, oh + 2 * radius, ow + 2 * radius)
         _fill_batch(host_in.numpy(), batch, planes, radius)  # overlaps the other slot's compute
         dev_in = slot.dev_in[:host_in.numel()].view(host_in.shape)
         with torch.cuda.stream(copy_stream):
             dev_in.copy_(host_in, non_blocking=True)
             slot.copied.record(copy_stream)
         compute.wait_event(slot.copied)
-        y = model(dev_in[:, None].to(dtype))  # always the full batch: one shape per image size
-        slot.out_view = slot.host_out[:batch_size * oh * ow].view(batch_size, oh, ow)
-        slot.out_view.copy_((y.float() * 255.0)[:, 0], non_blocking=True)
+        y = model(dev_in.to(dtype))  # always the full batch: one shape per image size
+        slot.out_view = slot.host_out[:batch_size * c_out * oh * ow].view(batch_size, c_out, oh, ow)
+        slot.out_view.copy_(y.float() * 255.0, non_blocking=True)
         slot.done.record(compute)
         slot.batch = batch
     for slot in slots:
@@ -235,30 +241,41 @@ def _uniform_side(n: int, tile: int, stride: int) -> int:
 
 
 @torch.inference_mode()
-def restore_planes(model: nn.Module, planes: list[np.ndarray], tile: int = 512, batch_size: int = 4,
+def restore_planes(model: nn.Module, planes: list, tile: int = 512, batch_size: int = 4,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *,
                    workers: int | None = None) -> list[np.ndarray]:
     """Run ``model`` over several planes (H x W, uint8 or float in [0, 255]), batching tiles
     of equal shape across them. Returns float32 planes in [0, 255] (unclipped).
+
+    A multi-channel model (:class:`arcnn.architectures.ChromaNet`) takes stacks of C planes
+    instead (a C x H x W array or a list of H x W planes, which may be strided or read-only
+    broadcast views: constant condition planes cost no memory that way) and gives
+    ``out_channels`` x H x W.
 
     ``workers`` (CPU only) is the number of tiles run at once, each single-threaded; it defaults
     to the calling thread's torch thread count, so ``torch.set_num_threads`` still governs.
     """
     device = torch.device(device)
     radius, stride = model.radius, getattr(model, "stride", 1)
-    outs = [np.empty(p.shape, dtype=np.float32) for p in planes]
+    c_in, c_out = _channels(model)
+    flat = [isinstance(p, np.ndarray) and p.ndim == 2 for p in planes]
+    stacks = [[p] if f else list(p) for p, f in zip(planes, flat)]
+    if any(len(s) != c_in for s in stacks):
+        raise ValueError(f"the model takes {c_in} channel(s), got {[len(s) for s in stacks]}")
+    shapes = [s[0].shape for s in stacks]
+    outs = [np.empty((c_out, *shape), dtype=np.float32) for shape in shapes]
     if device.type == "cuda":
         jobs = []
-        for i, p in enumerate(planes):
-            side = (_uniform_side(p.shape[0], tile, stride), _uniform_side(p.shape[1], tile, stride))
-            jobs += [_Job(i, t, side) for t in plan_tiles(*p.shape, tile, stride)]
-        _run_cuda(model, planes, outs, _batches(jobs, batch_size), batch_size, device, dtype)
+        for i, (h, w) in enumerate(shapes):
+            side = (_uniform_side(h, tile, stride), _uniform_side(w, tile, stride))
+            jobs += [_Job(i, t, side) for t in plan_tiles(h, w, tile, stride)]
+        _run_cuda(model, stacks, outs, _batches(jobs, batch_size), batch_size, device, dtype)
     else:
         workers = torch.get_num_threads() if workers is None else workers
-        tile = _cpu_tile([p.shape for p in planes], tile, stride, workers)
-        jobs = [_Job(i, t, t.shape) for i, p in enumerate(planes) for t in plan_tiles(*p.shape, tile, stride)]
-        _run_cpu(model, planes, outs, _batches(jobs, batch_size), dtype, workers)
-    return outs
+        tile = _cpu_tile(shapes, tile, stride, workers)
+        jobs = [_Job(i, t, t.shape) for i, shape in enumerate(shapes) for t in plan_tiles(*shape, tile, stride)]
+        _run_cpu(model, stacks, outs, _batches(jobs, batch_size), dtype, workers)
+    return [o[0] if f else o for o, f in zip(outs, flat)]
 
 
 def restore_plane(model: nn.Module, plane: np.ndarray, tile: int = 512, batch_size: int = 4,
@@ -279,8 +296,9 @@ def restore_whole(model: nn.Module, plane: np.ndarray, device: torch.device | st
     What a user would write; the tests hold :func:`restore_plane` to it exactly.
     """
     radius, stride = model.radius, getattr(model, "stride", 1)
-    h, w = plane.shape
-    pad = ((radius, radius + (-h) % stride), (radius, radius + (-w) % stride))
-    padded = np.pad(plane.astype(np.float32) / 255.0, pad, mode="edge")
-    y = model(torch.from_numpy(padded)[None, None].to(device))
-    return y.float().mul_(255.0).cpu().numpy()[0, 0, :h, :w]
+    stack = plane if plane.ndim == 3 else plane[None]
+    h, w = stack.shape[1:]
+    pad = ((0, 0), (radius, radius + (-h) % stride), (radius, radius + (-w) % stride))
+    padded = np.pad(stack.astype(np.float32) / 255.0, pad, mode="edge")
+    y = model(torch.from_numpy(padded)[None].to(device)).float().mul_(255.0).cpu().numpy()[0, :, :h, :w]
+    return y if plane.ndim == 3 else y[0]

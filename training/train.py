@@ -23,9 +23,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from arcnn.architectures import build
-from arcnn.evaluation import evaluate_planes
+from arcnn.evaluation import evaluate_chroma, evaluate_planes
 from arcnn.registry import BUNDLED_DIR, save_model
 from arcnn.images import list_images
+from training.colour_data import ColourPairs, ColourPatchSampler, build_colour_pairs, mix_from_config
 from training.data import PatchSampler, PairSet, build_pairs
 from training.degradations import from_config
 from training.transfer import apply_transfer, initialise
@@ -40,6 +41,9 @@ class TrainConfig:
     name: str
     architecture: dict
     degradation: dict
+    # "luma": a Y network on (clean Y, degraded Y) pairs, as the paper. "chroma": the colour
+    # network (arcnn.architectures.ChromaNet) on full-chroma colour pairs (training/colour_data.py).
+    task: str = "luma"
     train_dirs: list[str] = field(default_factory=lambda: ["BSDS500/train", "BSDS500/test"])
     val_dirs: list[str] = field(default_factory=lambda: ["BSDS500/val"])
     variants: int = 1
@@ -144,7 +148,16 @@ def _write_plot(log_path: Path, png_path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def load_data(cfg: TrainConfig, data_root: Path, radius: int) -> tuple[PatchSampler, PairSet]:
+def load_data(cfg: TrainConfig, data_root: Path, radius: int
+              ) -> tuple[PatchSampler | ColourPatchSampler, PairSet | ColourPairs]:
+    if cfg.task == "chroma":
+        train = build_colour_pairs(list_images([data_root / d for d in cfg.train_dirs]),
+                                   mix_from_config(cfg.degradation, cfg.seed), cfg.variants)
+        val_paths = list_images([data_root / d for d in cfg.val_dirs])[: cfg.val_images]
+        val = build_colour_pairs(val_paths, mix_from_config(cfg.degradation, 12345), 1)
+        return ColourPatchSampler(train, cfg.patch, radius, cfg.seed), val
+    if cfg.task != "luma":
+        raise ValueError(f"unknown task {cfg.task!r}: use 'luma' or 'chroma'")
     degradation = from_config(cfg.degradation)
     train = build_pairs(list_images([data_root / d for d in cfg.train_dirs]), degradation,
                         cfg.variants, cfg.colour)
@@ -197,7 +210,11 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
 
     def validate() -> dict:
         shipped.eval()
-        result = evaluate_planes(shipped, val.clean, val.degraded, device=str(dev))
+        if cfg.task == "chroma":
+            inputs = [val.network_input(i) for i in range(len(val))]
+            result = evaluate_chroma(shipped, val.clean, inputs, device=str(dev))
+        else:
+            result = evaluate_planes(shipped, val.clean, val.degraded, device=str(dev))
         model.train()
         return result
 
@@ -226,8 +243,9 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
         row = None
         if step % cfg.val_every == 0 or step == cfg.steps:
             metrics = validate()
-            row = [step, step * cfg.batch, f"{loss_ema:.6g}", f"{metrics['restored']['psnr']:.4f}",
-                   f"{metrics['restored']['ssim']:.4f}", f"{metrics['restored']['psnr_b']:.4f}",
+            restored = metrics["restored"]
+            row = [step, step * cfg.batch, f"{loss_ema:.6g}", f"{restored['psnr']:.4f}",
+                   f"{restored.get('ssim', float('nan')):.4f}", f"{restored.get('psnr_b', float('nan')):.4f}",
                    f"{metrics['input']['psnr']:.4f}", f"{time.time() - started:.0f}"]
             bar.set_postfix(loss=f"{loss_ema:.2e}", val_psnr=f"{metrics['restored']['psnr']:.3f}")
         elif step % 50 == 0:
@@ -251,6 +269,7 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
         "name": cfg.name,
         "description": cfg.description,
         "trained": True,
+        "task": cfg.task,
         "architecture": cfg.architecture,
         "degradation": cfg.degradation,
         "training_data": {"train": cfg.train_dirs, "val": cfg.val_dirs[:1], "val_images": cfg.val_images,

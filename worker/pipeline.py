@@ -31,7 +31,7 @@ from PIL import Image
 from arcnn.errors import ArcnnError, BadImageError, NoWeightsError, TooLargeError
 from arcnn.images import EXTENSIONS, decode_image, encode_image
 from arcnn.registry import bundled
-from arcnn.restoration import PASSTHROUGH, Restorer, resolve_device
+from arcnn.restoration import CHROMA_MODEL, PASSTHROUGH, Restorer, resolve_device
 from arcnn.settings import Settings
 from worker import metrics
 from worker.batching import BatchingRestorer
@@ -165,10 +165,12 @@ class Models:
                 metrics.MODEL_LOAD_SECONDS.labels(model=name).set(time.perf_counter() - start)
 
     def restore(self, spec: str, image: Image.Image) -> tuple[str, Image.Image]:
-        """(model name used, restored image)."""
-        name = self.restorer.choose_model(image) if spec == "auto" else spec
-        self.load(name)
-        return name, self.restorer.restore(image, model=name)
+        """(what was applied, e.g. ``jpeg-q20+colour``; restored image)."""
+        choice = self.restorer.choose(image, None if spec == "auto" else spec)
+        self.load(choice.luma)
+        if choice.chroma is not None:
+            self.load(CHROMA_MODEL)
+        return choice.label, self.restorer.restore(image, choice)
 
 
 class Pipeline:

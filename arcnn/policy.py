@@ -1,0 +1,55 @@
+"""What ``--model auto`` does with a JPEG of each quality: a measured table, shipped as data.
+
+The table (``auto_policy.json`` beside this module) is written by ``python -m
+training.auto_policy`` from BSDS500 *val*: for every quality of its grid it names the luminance
+model to apply (or ``passthrough``) and whether the chroma network runs, for 4:2:0 and for 4:4:4
+chroma. Each choice is the one with the best mean RGB PSNR gain among those that make no
+validation image more than ``max_loss_db`` worse (docs/model-choice.md has the table and how it
+was measured). A quality between grid points takes the nearest grid point's choice (ties go to
+the lower quality, the one with stronger artifacts).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+POLICY_FILE = Path(__file__).parent / "auto_policy.json"
+
+
+@dataclass(frozen=True)
+class AutoPolicy:
+    """Per-quality choices: ``luma[q]`` a model name, ``chroma[subsampling][q]`` a flag."""
+
+    luma: dict[int, str]
+    chroma: dict[str, dict[int, bool]]
+
+    @staticmethod
+    def _nearest(table: dict[int, object], quality: int) -> object:
+        return table[min(table, key=lambda q: (abs(q - quality), q))]
+
+    def luma_model(self, quality: int) -> str:
+        return str(self._nearest(self.luma, quality))
+
+    def use_chroma(self, quality: int, subsampled: bool) -> bool:
+        table = self.chroma.get("4:2:0" if subsampled else "4:4:4", {})
+        return bool(self._nearest(table, quality)) if table else False
+
+    @classmethod
+    def from_json(cls, data: dict) -> "AutoPolicy":
+        return cls({int(q): m for q, m in data["luma"].items()},
+                   {s: {int(q): bool(v) for q, v in t.items()} for s, t in data["chroma"].items()})
+
+    def to_json(self) -> dict:
+        return {"luma": {str(q): m for q, m in sorted(self.luma.items())},
+                "chroma": {s: {str(q): v for q, v in sorted(t.items())} for s, t in self.chroma.items()}}
+
+
+@lru_cache(maxsize=1)
+def shipped_policy() -> AutoPolicy | None:
+    """The measured policy shipped with the package, or None if it is absent."""
+    if not POLICY_FILE.exists():
+        return None
+    return AutoPolicy.from_json(json.loads(POLICY_FILE.read_text()))

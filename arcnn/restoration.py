@@ -189,7 +189,7 @@ class Restorer:
     def _plane(self, net: nn.Module, plane: np.ndarray) -> np.ndarray:
         return restore_plane(net, plane, self.tile, self.batch_size, self.device)
 
-    def _chroma(self, ycc: np.ndarray, conditions: tuple[int, bool]) -> np.ndarray:
+    def restore_chroma(self, ycc: np.ndarray, conditions: tuple[int, bool]) -> np.ndarray:
         """Restored Cb/Cr (2 x H x W float32) of an H x W x 3 YCbCr image."""
         stack = [ycc[..., 0], ycc[..., 1], ycc[..., 2], *condition_planes(*conditions, ycc.shape[:2])]
         return restore_planes(self.model(CHROMA_MODEL), [stack], self.tile, self.batch_size, self.device)[0]
@@ -219,7 +219,7 @@ class Restorer:
             has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
             rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
             ycc = rgb_to_ycbcr(rgba[..., :3])
-            chroma = self._chroma(ycc, choice.chroma) if choice.chroma is not None else None
+            chroma = self.restore_chroma(ycc, choice.chroma) if choice.chroma is not None else None
             if net is not None:
                 ycc[..., 0] = self._plane(net, ycc[..., 0])
             if chroma is not None:

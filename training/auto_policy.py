@@ -1,13 +1,21 @@
-"""What ``--model auto`` should do with each kind of input, measured rather than assumed.
+"""Measure what ``--model auto`` should do with a colour JPEG of each quality, and write the policy.
 
-For a folder of ground-truth images, each image's BT.601 Y plane is degraded several ways (JPEG at
-a range of qualities, lossy WebP, nothing at all) and restored by every candidate model; the
-table gives mean PSNRs and each model's gain over the degraded input (negative: the model made it
-worse; an untouched input has infinite PSNR, so that row gives the models' PSNRs alone).
-The auto policy's thresholds (:mod:`arcnn.restoration`) come from this table on BSDS500 *val*;
-test sets (LIVE1, Kodak24) only confirm it.
+For every quality of a grid (q5-q95) and both chroma subsamplings (4:2:0, 4:4:4), each
+ground-truth image is saved as a colour JPEG, decoded as the product decodes it, and restored
+every way auto could: each luminance model near the quality (the bundled ``jpeg-qN`` at or
+below it and at or above it) or none, each with and without the chroma network. Double saves
+(q90 then q60, q75 then q50, with and without a 3-pixel crop between the saves) join the cell of
+their last save, since that is all a decoder can see.
 
-``python -m training.auto_policy ../shared/data/BSDS500/val --images 30``
+For each quality the luminance choice, and for each (quality, subsampling) the chroma choice,
+is the one with the best mean RGB PSNR gain among those that make *no* image of the cell more
+than ``--max-loss`` dB worse; passthrough (gain 0) is always allowed, so the policy can never
+choose something measured to ruin a validation photo. Ground truth is BSDS500 *val* averaged
+over 2x2 blocks (full-resolution chroma, as the chroma network was trained); test sets (LIVE1,
+Kodak24) only confirm the policy afterwards (``arcnn eval --protocol bucket``).
+
+    python -m training.auto_policy ../shared/data/BSDS500/val --write arcnn/auto_policy.json \\
+        --json docs/auto-policy.json
 """
 
 from __future__ import annotations
@@ -15,88 +23,131 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
+from tqdm import tqdm
 
-from arcnn.colour import to_uint8
-from arcnn.images import codec_roundtrip, list_images, studio_y
-from arcnn.metrics import psnr
-from arcnn.registry import bundled, load_named
+from arcnn.colour import rgb_to_ycbcr, ycbcr_to_rgb_uint8
+from arcnn.evaluation import BucketRow, decode_as_product, rgb_psnr
+from arcnn.images import list_images
+from arcnn.policy import AutoPolicy
+from arcnn.registry import bundled
+from arcnn.restoration import PASSTHROUGH, Restorer
 from arcnn.tiling import restore_plane
+from training.colour_data import full_chroma
 
-DEGRADATIONS = [*(("jpeg", q) for q in (10, 20, 30, 40, 50, 60, 70, 80, 90)),
-                *(("webp", q) for q in (25, 50, 75, 90)), ("none", 0)]
-
-
-def degrade(y: np.ndarray, kind: str, quality: int) -> np.ndarray:
-    if kind == "none":
-        return y
-    return np.asarray(codec_roundtrip(Image.fromarray(y), kind.upper(), quality=quality).convert("L"))
+GRID = (5, *range(10, 100, 5))
+SUBSAMPLINGS = {"4:2:0": 2, "4:4:4": 0}
+DOUBLES = (BucketRow("q90 > q60", ((90, 2), (60, 2))), BucketRow("q75 > q50", ((75, 2), (50, 2))),
+           BucketRow("q90 > crop 3 > q60", ((90, 2), (60, 2)), shift=3),
+           BucketRow("q75 > crop 3 > q50", ((75, 2), (50, 2)), shift=3))
 
 
-def parse_input(key: str) -> tuple[str, int]:
-    """``"jpeg-50"`` -> ("jpeg", 50); ``"none"`` -> ("none", 0)."""
-    kind, _, quality = key.partition("-")
-    if kind == "none":
-        return "none", 0
-    if kind not in ("jpeg", "webp") or not quality.isdigit():
-        raise ValueError(f"bad input {key!r}: use jpeg-Q, webp-Q or none")
-    return kind, int(quality)
+def quality_models() -> dict[int, str]:
+    """The bundled standard luminance models by quality: {10: "jpeg-q10", ...}."""
+    return {int(m.group(1)): n for n in bundled() if (m := re.fullmatch(r"jpeg-q(\d+)", n))}
 
 
-def candidate_models() -> list[str]:
-    """Every bundled standard model (jpeg-qN, jpeg-any), not the intermediate stages."""
-    return [n for n in bundled() if re.fullmatch(r"jpeg-(q\d+|any)", n)]
+def candidates(quality: int, models: dict[int, str]) -> list[str]:
+    """Passthrough and the models at or just below and at or just above ``quality``."""
+    below = [q for q in models if q <= quality]
+    above = [q for q in models if q >= quality]
+    picks = {max(below)} if below else set()
+    picks |= {min(above)} if above else set()
+    return [PASSTHROUGH, *(models[q] for q in sorted(picks))]
 
 
-def gains(planes: list[np.ndarray], models: list[str], degradations=DEGRADATIONS) -> dict[str, dict]:
-    """{"jpeg-30": {"input": psnr, "jpeg-q20": psnr, ...}, ...}: mean PSNRs (dB) over ``planes``."""
-    nets = {name: load_named(name)[0].eval() for name in models}
-    table: dict[str, dict] = {}
-    for kind, quality in degradations:
-        pairs = [(y, degrade(y, kind, quality)) for y in planes]
-        row = {"input": float(np.mean([psnr(c, d) for c, d in pairs]))}
-        for name, net in nets.items():
-            with torch.no_grad():
-                row[name] = float(np.mean([psnr(c, to_uint8(restore_plane(net, d))) for c, d in pairs]))
-        table[f"{kind}-{quality}" if kind != "none" else "none"] = row
-    return table
+@dataclass
+class Cell:
+    """Per-image RGB PSNR gains of every (luma, chroma on/off) way of restoring one kind of input."""
+
+    gains: dict[tuple[str, bool], list[float]]
+
+    def best_chroma(self, luma: str, max_loss: float) -> tuple[bool, float] | None:
+        """(chroma on?, mean gain) of the better admissible chroma choice with ``luma``."""
+        options = [(on, float(np.mean(g))) for on in (False, True)
+                   if (g := self.gains[(luma, on)]) and min(g) >= -max_loss]
+        return max(options, key=lambda o: o[1]) if options else None
 
 
-def markdown(table: dict[str, dict]) -> str:
-    models = [k for k in next(iter(table.values())) if k != "input"]
-    lines = ["| input | input PSNR | " + " | ".join(models) + " |", "|---" * (len(models) + 2) + "|"]
-    for key, row in table.items():
-        cells = [f"{row[m]:.2f} ({row[m] - row['input']:+.2f})" if np.isfinite(row["input"])
-                 else f"{row[m]:.2f}" for m in models]
-        lines.append(f"| {key} | {row['input']:.2f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def measure(truths: list[Image.Image], rows: list[tuple[BucketRow, int, bool]], luma: list[str],
+            restorer: Restorer) -> Cell:
+    """Gains over ``truths`` for every row (a degradation ending at ``quality``, ``subsampled``)."""
+    gains: dict[tuple[str, bool], list[float]] = {(m, on): [] for m in luma for on in (False, True)}
+    for row, quality, subsampled in rows:
+        for truth in truths:
+            data, reference = row.degrade(truth)
+            img = decode_as_product(data)
+            ref, decoded = np.asarray(reference), np.asarray(img.convert("RGB"))
+            base = rgb_psnr(ref, decoded)
+            ycc = rgb_to_ycbcr(decoded)
+            chroma = restorer.restore_chroma(ycc, (img.info["jpeg_quality"], img.info["jpeg_subsampled"]))
+            for m in luma:
+                y = ycc[..., 0] if m == PASSTHROUGH else restore_plane(restorer.model(m), ycc[..., 0])
+                for on in (False, True):
+                    if m == PASSTHROUGH and not on:
+                        gains[(m, on)].append(0.0)  # the file is left as it is
+                        continue
+                    out = np.dstack([y, *(chroma if on else (ycc[..., 1], ycc[..., 2]))])
+                    gains[(m, on)].append(rgb_psnr(ref, ycbcr_to_rgb_uint8(out)) - base)
+    return Cell(gains)
+
+
+def decide(cells: dict[tuple[int, str], Cell], luma: dict[int, list[str]], max_loss: float
+           ) -> tuple[AutoPolicy, dict]:
+    """The policy, and for the record each quality's candidates with their mean / worst gains."""
+    policy = AutoPolicy({}, {s: {} for s in SUBSAMPLINGS})
+    record = {}
+    for q in GRID:
+        scored = []
+        for m in luma[q]:
+            picks = {s: cells[(q, s)].best_chroma(m, max_loss) for s in SUBSAMPLINGS}
+            if all(p is not None for p in picks.values()):
+                scored.append((sum(p[1] for p in picks.values()), m, picks))
+        _, model, picks = max(scored, key=lambda s: s[0])
+        policy.luma[q] = model
+        for s, (on, _) in picks.items():
+            policy.chroma[s][q] = on
+        record[str(q)] = {s: {f"{m}{'+colour' if on else ''}": {"mean": round(float(np.mean(g)), 4),
+                                                                   "worst": round(float(min(g)), 4)}
+                              for (m, on), g in cells[(q, s)].gains.items()} for s in SUBSAMPLINGS}
+    return policy, record
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=Path, help="ground-truth images (BSDS500/val)")
     parser.add_argument("--images", type=int, default=None, help="use the first N images")
-    parser.add_argument("--models", default=None, help="comma-separated (default: every jpeg-qN and jpeg-any)")
-    parser.add_argument("--inputs", default=None,
-                        help="comma-separated, e.g. jpeg-50,webp-25,none (default: JPEG 10-90, WebP 25-90, none)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--max-loss", type=float, default=0.05, help="dB any one image may lose (default 0.05)")
+    parser.add_argument("--write", type=Path, default=None, help="write the policy here (arcnn/auto_policy.json)")
+    parser.add_argument("--json", type=Path, default=None, help="also write every measured gain here")
     args = parser.parse_args()
-    paths = list_images([args.folder])[: args.images]
-    planes = []
-    for path in paths:
+    truths = []
+    for path in list_images([args.folder])[: args.images]:
         with Image.open(path) as img:
-            planes.append(studio_y(img))
-    models = args.models.split(",") if args.models else candidate_models()
-    inputs = DEGRADATIONS if not args.inputs else [parse_input(k) for k in args.inputs.split(",")]
-    table = gains(planes, models, inputs)
-    print(f"{args.folder} ({len(planes)} images): PSNR on Y, dB (gain over the input)\n")
-    print(markdown(table))
+            truths.append(full_chroma(img))
+    models = quality_models()
+    restorer = Restorer("auto", device="cpu")
+    luma = {q: candidates(q, models) for q in GRID}
+    cells = {}
+    for q in tqdm(GRID, desc="qualities"):
+        for s, sampling in SUBSAMPLINGS.items():
+            rows = [(BucketRow(f"q{q} {s}", ((q, sampling),)), q, sampling != 0)]
+            rows += [(d, q, True) for d in DOUBLES if s == "4:2:0" and d.saves[-1][0] == q]
+            cells[(q, s)] = measure(truths, rows, luma[q], restorer)
+    policy, record = decide(cells, luma, args.max_loss)
+    for q in GRID:
+        chroma = ", ".join(f"{s} {'on' if policy.chroma[s][q] else 'off'}" for s in SUBSAMPLINGS)
+        print(f"q{q:<3d} luma {policy.luma[q]:12s} chroma {chroma}")
+    meta = {"measured_on": f"{args.folder} ({len(truths)} images, averaged over 2x2 blocks)",
+            "max_loss_db": args.max_loss, "command": "python -m training.auto_policy " + str(args.folder)}
+    if args.write:
+        args.write.write_text(json.dumps({**meta, **policy.to_json()}, indent=2) + "\n")
     if args.json:
-        args.json.write_text(json.dumps({"folder": str(args.folder), "images": len(planes), "gains": table}, indent=2) + "\n")
+        args.json.write_text(json.dumps({**meta, "policy": policy.to_json(), "gains": record}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

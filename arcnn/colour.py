@@ -41,6 +41,16 @@ def rgb_to_studio_y(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float64) @ _STUDIO_Y + 16.0
 
 
+def full_to_studio_luma(y: np.ndarray) -> np.ndarray:
+    """JFIF full-range Y (0-255) -> studio range (16-235), the range the luma models learned on."""
+    return y * (219.0 / 255.0) + 16.0
+
+
+def studio_to_full_luma(y: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`full_to_studio_luma`."""
+    return (y - 16.0) * (255.0 / 219.0)
+
+
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """Round half up and clip to uint8, as MATLAB's im2uint8 does for non-negative values.
 

@@ -21,7 +21,7 @@ from PIL import Image
 from torch import nn
 
 from arcnn.acceleration import CudaGraphed, default_precision, prepare
-from arcnn.colour import rgb_to_ycbcr, to_uint8, ycbcr_to_rgb_uint8
+from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr, studio_to_full_luma, to_uint8, ycbcr_to_rgb_uint8
 from arcnn.errors import NoWeightsError
 from arcnn.policy import AutoPolicy, shipped_policy
 from arcnn.registry import bundled, load_named
@@ -189,6 +189,14 @@ class Restorer:
     def _plane(self, net: nn.Module, plane: np.ndarray) -> np.ndarray:
         return restore_plane(net, plane, self.tile, self.batch_size, self.device)
 
+    def restore_luma(self, name: str, y: np.ndarray) -> np.ndarray:
+        """A colour image's full-range (JFIF) Y restored by the luminance model ``name``.
+
+        The luma models learned on studio-range Y (16-235), so Y is mapped into that range and
+        back; on BSDS500 val that gains more than feeding full-range Y (docs/colour.md).
+        """
+        return studio_to_full_luma(self._plane(self.model(name), full_to_studio_luma(y)))
+
     def restore_chroma(self, ycc: np.ndarray, conditions: tuple[int, bool]) -> np.ndarray:
         """Restored Cb/Cr (2 x H x W float32) of an H x W x 3 YCbCr image."""
         stack = [ycc[..., 0], ycc[..., 1], ycc[..., 2], *condition_planes(*conditions, ycc.shape[:2])]
@@ -221,7 +229,7 @@ class Restorer:
             ycc = rgb_to_ycbcr(rgba[..., :3])
             chroma = self.restore_chroma(ycc, choice.chroma) if choice.chroma is not None else None
             if net is not None:
-                ycc[..., 0] = self._plane(net, ycc[..., 0])
+                ycc[..., 0] = self.restore_luma(name, ycc[..., 0])
             if chroma is not None:
                 ycc[..., 1], ycc[..., 2] = chroma
             rgb = ycbcr_to_rgb_uint8(ycc)

@@ -36,7 +36,6 @@ from arcnn.images import list_images
 from arcnn.policy import AutoPolicy
 from arcnn.registry import bundled
 from arcnn.restoration import PASSTHROUGH, Restorer
-from arcnn.tiling import restore_plane
 from training.colour_data import full_chroma
 
 GRID = (5, *range(10, 100, 5))
@@ -86,7 +85,7 @@ def measure(truths: list[Image.Image], rows: list[tuple[BucketRow, int, bool]], 
             ycc = rgb_to_ycbcr(decoded)
             chroma = restorer.restore_chroma(ycc, (img.info["jpeg_quality"], img.info["jpeg_subsampled"]))
             for m in luma:
-                y = ycc[..., 0] if m == PASSTHROUGH else restore_plane(restorer.model(m), ycc[..., 0])
+                y = ycc[..., 0] if m == PASSTHROUGH else restorer.restore_luma(m, ycc[..., 0])
                 for on in (False, True):
                     if m == PASSTHROUGH and not on:
                         gains[(m, on)].append(0.0)  # the file is left as it is

@@ -33,9 +33,10 @@ class Settings:
     cannot be estimated. Passthrough by default: on clean images and on WebP every bundled model was
     measured to lose PSNR (docs/model-choice.md); name a model (e.g. platform-webp) if you know
     what made the artifacts."""
-    auto_max_quality: int = 75
-    """``--model auto`` passes JPEGs above this estimated quality through untouched: measured on
-    BSDS500 val, the nearest model (jpeg-q40) gains +0.63 dB at q70 and loses 0.22 dB at q80."""
+    auto_max_quality: int = 100
+    """``--model auto`` passes JPEGs above this estimated quality through untouched. The measured
+    policy (arcnn/auto_policy.json, docs/model-choice.md) already passes through every quality
+    where no model helped on validation; this is an operator's extra cut (100: none)."""
     device: str = "auto"
     """Inference device: cpu, cuda, or auto (cuda when available)."""
     precision: str = "auto"

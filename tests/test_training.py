@@ -209,3 +209,20 @@ def test_every_bundled_model_is_reproducible_from_its_config():
         base = (cfg.transfer or {}).get("base")
         assert base == (card.get("transfer") or {}).get("base"), name
         assert base is None or base in models, f"{name}: base {base} is not bundled"
+
+
+def test_chroma_task_trains_the_colour_network_and_validates_on_rgb(data_root, tmp_path):
+    """task = "chroma": full-chroma colour pairs through the JPEG mix, the chroma network's loss
+    falls, and validation is RGB PSNR of the decoded JPEG with the network's Cb/Cr."""
+    torch.set_num_threads(1)
+    cfg = _cfg(task="chroma", architecture={"type": "chroma", "kernels": [3, 3], "widths": [16], "residual": True},
+               degradation={"type": "jpeg_mix", "low": 5, "high": 30, "p444": 0.0, "p_double": 0.5, "p_shift": 0.5},
+               variants=2, patch=12, augment="flips", lr=2e-3)
+    card = train(cfg, data_root, tmp_path / "run", export=tmp_path / "c.safetensors", progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    v = card["metrics"]["validation"]
+    assert np.isfinite(v["psnr"]) and np.isfinite(v["input_psnr"]) and card["task"] == "chroma"
+    with pytest.raises(ValueError, match="flips"):
+        train(_cfg(task="chroma", architecture=cfg.architecture, degradation=cfg.degradation, augment="dihedral"),
+              data_root, tmp_path / "other", progress=False)

@@ -136,7 +136,9 @@ class ColourPatchSampler:
     quantisation tables are not symmetric under a transpose.
     """
 
-    def __init__(self, pairs: ColourPairs, patch: int, radius: int, seed: int) -> None:
+    def __init__(self, pairs: ColourPairs, patch: int, radius: int, seed: int, augment: str = "flips") -> None:
+        if augment != "flips":
+            raise ValueError(f"the chroma network trains with augment = \"flips\" only, not {augment!r}")
         if patch % 2 or radius % 2:
             raise ValueError("patch and radius must be even for the half-resolution chroma network")
         self.pairs, self.patch, self.radius = pairs, patch, radius

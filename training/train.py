@@ -155,7 +155,7 @@ def load_data(cfg: TrainConfig, data_root: Path, radius: int
                                    mix_from_config(cfg.degradation, cfg.seed), cfg.variants)
         val_paths = list_images([data_root / d for d in cfg.val_dirs])[: cfg.val_images]
         val = build_colour_pairs(val_paths, mix_from_config(cfg.degradation, 12345), 1)
-        return ColourPatchSampler(train, cfg.patch, radius, cfg.seed), val
+        return ColourPatchSampler(train, cfg.patch, radius, cfg.seed, cfg.augment), val
     if cfg.task != "luma":
         raise ValueError(f"unknown task {cfg.task!r}: use 'luma' or 'chroma'")
     degradation = from_config(cfg.degradation)

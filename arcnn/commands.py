@@ -11,6 +11,10 @@ import click
 from arcnn.errors import ArcnnError, NoWeightsError
 from arcnn.settings import CHROMA_MODES, PRECISIONS
 
+MIN_TILE = 64
+"""Smallest tile the commands accept: below it the halo (9-18 pixels a side) is most of each
+tile's work, and a 1-pixel tile took minutes for a small photo."""
+
 def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
     """Files as given; folders expanded (recursively) to the images inside, in sorted order."""
     from arcnn.images import IMAGE_SUFFIXES
@@ -30,8 +34,10 @@ def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
               help="Folder for the restored images (<stem>.<format>).")
 @click.option("--model", default="auto", show_default=True,
               help="Bundled model name, a .safetensors path, or auto (nearest estimated JPEG quality).")
-@click.option("--tile", type=int, default=None, help="Tile side in pixels (default: ARCNN_TILE).")
-@click.option("--batch-size", type=int, default=None, help="Tiles per forward pass (default: ARCNN_BATCH_SIZE).")
+@click.option("--tile", type=click.IntRange(MIN_TILE), default=None,
+              help=f"Tile side in pixels, at least {MIN_TILE} (default: ARCNN_TILE).")
+@click.option("--batch-size", type=click.IntRange(1), default=None,
+              help="Tiles per forward pass, at least 1 (default: ARCNN_BATCH_SIZE).")
 @click.option("--device", default=None, help="cpu, cuda or auto (default: ARCNN_DEVICE).")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True)
 @click.option("--chroma", type=click.Choice(CHROMA_MODES), default="auto", show_default=True,
@@ -102,7 +108,7 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
               help="color / bucket: how Cb/Cr are handled (as arcnn restore --chroma).")
 @click.option("--images", type=click.IntRange(1), default=None, help="Use the first N images only.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--tile", type=int, default=512, show_default=True)
+@click.option("--tile", type=click.IntRange(MIN_TILE), default=512, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_command(data_dir: Path, quality: int | None, model: str | None, protocol: str, chroma: str,
                  images: int | None, device: str, tile: int, as_json: bool) -> None:

@@ -183,3 +183,14 @@ def test_chroma_keeps_alpha_and_grey_images_never_get_it():
     assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], alpha)
     grey = _colour_jpeg(20).convert("L")
     assert restorer.choose(grey).chroma is None
+
+
+def test_bucket_row_crops_the_truth_like_the_jpeg():
+    """A cropped re-save is compared with the ground truth cropped the same way."""
+    from arcnn.evaluation import BucketRow, decode_as_product
+
+    truth = Image.fromarray(RNG.integers(0, 256, (32, 40, 3), dtype=np.uint8))
+    data, reference = BucketRow("x", ((90, 2), (60, 2)), shift=3).degrade(truth)
+    img = decode_as_product(data)
+    assert img.size == reference.size == (37, 29) and img.info["jpeg_quality"] == 60
+    assert np.array_equal(np.asarray(reference), np.asarray(truth)[3:, 3:])

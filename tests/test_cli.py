@@ -79,3 +79,50 @@ def test_models_lists_bundled_or_says_none():
     result = run("models")
     assert result.returncode == 0
     assert result.stdout.strip()
+
+
+def test_tile_and_batch_size_are_validated_as_usage_errors(tmp_path):
+    """--tile -5 / 0 / 1 and --batch-size 0 are usage errors (exit 2, one line naming the
+    smallest accepted value), not a traceback, a silent default or minutes of 1-pixel tiles."""
+    from click.testing import CliRunner
+
+    from arcnn.cli import main
+
+    _jpeg(tmp_path / "a.jpg")
+    for flag, value, smallest in (("--tile", "-5", "64"), ("--tile", "0", "64"), ("--tile", "1", "64"),
+                                  ("--batch-size", "0", "1")):
+        result = CliRunner().invoke(main, ["restore", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "out"),
+                                           *MODEL, flag, value])
+        assert result.exit_code == 2, (flag, value, result.output)
+        error = [line for line in result.output.splitlines() if line.startswith("Error")]
+        assert len(error) == 1 and smallest in error[0] and "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["eval", str(tmp_path), "--quality", "10", "--tile", "8"])
+    assert result.exit_code == 2
+
+
+def test_eval_bucket_reports_every_row_with_its_worst_image(tmp_path):
+    """--protocol bucket: every row of the grid, mean in / out / gain and the worst image."""
+    import json
+
+    from click.testing import CliRunner
+
+    from arcnn.cli import main
+    from arcnn.evaluation import BUCKET_ROWS
+
+    data = tmp_path / "gt"
+    data.mkdir()
+    yy, xx = np.mgrid[0:48, 0:64]
+    for i in range(2):
+        img = np.dstack([(xx * (3 + i)) % 256, (yy * 5) % 256, ((xx + yy) * 2) % 256]).astype(np.uint8)
+        Image.fromarray(img).save(data / f"{i}.png")
+    result = CliRunner().invoke(main, ["eval", str(data), "--protocol", "bucket", "--model", "random:9-1-5",
+                                       "--chroma", "passthrough", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [r["row"] for r in out["rows"]] == [r.name for r in BUCKET_ROWS]
+    for r in out["rows"]:
+        assert r["worst_gain"] <= r["gain"] and r["worst_image"] in ("0.png", "1.png")
+        assert abs(r["restored"] - r["input"] - r["gain"]) < 1e-6
+    assert out["worst_gain"] == min(r["worst_gain"] for r in out["rows"])
+    table = CliRunner().invoke(main, ["eval", str(data), "--protocol", "bucket", "--model", "none"])
+    assert table.exit_code == 0 and "q75 > crop 3 > q50" in table.output

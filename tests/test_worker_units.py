@@ -139,6 +139,26 @@ def test_local_outputs_are_atomic_with_metadata(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == [".arcnn-meta", "a"]
 
 
+def test_local_outputs_follow_the_umask(tmp_path: Path) -> None:
+    """Outputs and their metadata get the mode ``open()`` would give them (mkstemp's is 0600)."""
+    import stat
+
+    from worker import storage as module
+
+    LocalStorage(parse_location(str(tmp_path))).put("a/b.png", b"png", "png", {})
+    expected = 0o666 & ~module._read_umask()
+    assert stat.S_IMODE((tmp_path / "a/b.png").stat().st_mode) == expected
+    assert stat.S_IMODE((tmp_path / ".arcnn-meta/a/b.png.json").stat().st_mode) == expected
+
+
+def test_a_file_name_too_long_is_a_permanent_error(tmp_path: Path) -> None:
+    """No retry can shorten a name: it fails its key at once instead of ~10 s of backoff."""
+    from worker.storage import PermanentStorageError
+
+    with pytest.raises(PermanentStorageError, match="too long"):
+        LocalStorage(parse_location(str(tmp_path))).put("x" * 300 + ".png", b"png", "png", {})
+
+
 def test_queue_depth_and_job_progress_are_read_from_redis(redis_server) -> None:  # noqa: F811
     client = redis_server.client()
     client.delete("depth-test")

@@ -8,6 +8,7 @@ Errors are sorted into two kinds at this boundary, because the right reaction di
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -265,7 +266,8 @@ class LocalStorage:
             _atomic_write(path, data)
             _atomic_write(meta_path, json.dumps(metadata, sort_keys=True).encode())
         except OSError as error:
-            raise TransientStorageError(f"put {key}: {error}") from error
+            kind = PermanentStorageError if error.errno in _PERMANENT_ERRNOS else TransientStorageError
+            raise kind(f"put {key}: {error}") from error
 
     def metadata(self, key: str) -> dict[str, str] | None:
         if not self._path(key).is_file():
@@ -276,10 +278,27 @@ class LocalStorage:
             return {}
 
 
+_PERMANENT_ERRNOS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR}
+"""Local write errors that no retry can fix (a disk that is full or busy may recover: retried)."""
+
+
+def _read_umask() -> int:
+    """The process umask. Reading it means setting it, so it is read once, at import, before
+    any worker thread exists (a concurrent file creation would otherwise see umask 0)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+"""Mode of written files: what ``open()`` would give under the umask (mkstemp's is 0600)."""
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".arcnn-", suffix=".part")
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(temp, path)

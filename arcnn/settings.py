@@ -49,6 +49,10 @@ class Settings:
     """Tiles of one shape run together in a batch (useful on GPUs)."""
     metrics_port: int = 9808
     """Port of the worker's Prometheus endpoint."""
+    metrics_addr: str = "127.0.0.1"
+    """Address the worker's Prometheus endpoint binds. Loopback by default: the metrics carry job
+    ids, and a worker on a public host should not publish them to the world. Containers and
+    multi-host setups set 0.0.0.0 (docker-compose.yml does) and keep the port off the internet."""
     list_batch: int = 100
     """Keys per queued message when a listing streams into the queue."""
     max_retries: int = 5

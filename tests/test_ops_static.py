@@ -229,6 +229,7 @@ def test_worker_settings_parse_and_point_at_the_stack(services, monkeypatch):
         s3 = urlparse(s.s3_endpoint_url)
         assert (s3.hostname, s3.port) == ("minio", 9000), name
         assert s.metrics_port == Settings().metrics_port == 9808
+        assert s.metrics_addr == "0.0.0.0", name  # Prometheus scrapes from another container
         assert e["AWS_ACCESS_KEY_ID"] and e["AWS_SECRET_ACCESS_KEY"] and e["AWS_DEFAULT_REGION"]
         for key in list(e):
             monkeypatch.delenv(key)

@@ -209,3 +209,26 @@ def test_inference_threads_share_tile_batches_with_identical_results() -> None:
         assert np.array_equal(results[i], expected[i])
     batches_alone = 8 * 5  # 40x48 in 16px tiles: 6 of 16x16 + 3 of 8x16 -> 5 batches of <= 2
     assert shared.model("random:9-7-1-5").forward_passes < batches_alone
+
+
+def test_a_second_worker_on_a_taken_metrics_port_fails_in_one_line(redis_server, tmp_path: Path) -> None:  # noqa: F811
+    """Two workers on one host with the default port: the second says which setting to change
+    (one line, exit 1) instead of dying with a traceback."""
+    import socket
+
+    from worker_support import base_env, cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = base_env(redis_server.url, "http://127.0.0.1:1", ARCNN_METRICS_PORT=str(port))
+        result = cli(env, "worker", "--device", "cpu", check=False, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0] and "ARCNN_METRICS_PORT" in errors[0]
+
+
+def test_metrics_bind_loopback_unless_told() -> None:
+    assert Settings().metrics_addr == "127.0.0.1"

@@ -158,8 +158,14 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
     install(runtime)
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
-        metrics.serve(port, runtime.store, [QUEUE], runtime.pipeline.models.device,
-                      models=[settings.default_model])
+        try:
+            metrics.serve(port, runtime.store, [QUEUE], runtime.pipeline.models.device,
+                          models=[settings.default_model], addr=settings.metrics_addr)
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot serve metrics on {settings.metrics_addr}:{port} ({error.strerror}): another worker "
+                "on this host has it? Give each worker its own ARCNN_METRICS_PORT (or --metrics-port; 0 "
+                "turns metrics off)") from None
     app.worker_main([
         "worker", "--pool=threads", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
         "--queues", QUEUE, "--hostname", f"arcnn-{os.getpid()}@%h",

@@ -95,7 +95,8 @@ class QueueCollector(Collector):
         yield depth
 
 
-def serve(port: int, store: JobStore, queues: list[str], device: str, models: list[str]) -> None:
+def serve(port: int, store: JobStore, queues: list[str], device: str, models: list[str],
+          addr: str = "127.0.0.1") -> None:
     """Register the Redis-backed collectors and start the HTTP endpoint (in a daemon thread).
 
     The per-model counters of ``models`` (the default model) are exported at 0 from the start:
@@ -112,5 +113,5 @@ def serve(port: int, store: JobStore, queues: list[str], device: str, models: li
             IMAGES_PROCESSED.labels(outcome=outcome, model=model)
     REGISTRY.register(JobCollector(store))
     REGISTRY.register(QueueCollector(store.redis, queues))
-    start_http_server(port)
-    log.info("metrics on :%d/metrics", port)
+    start_http_server(port, addr=addr)
+    log.info("metrics on %s:%d/metrics", addr, port)

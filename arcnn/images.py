@@ -86,10 +86,24 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise BadImageError("not an image (format not recognised)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImageError(f"corrupt or truncated image: {exc}") from exc
+    img = explicit_alpha(img)
     img.info["jpeg_quality"] = quality
     img.info["jpeg_subsampled"] = subsampled
     img.info["source_format"] = source_format
     return img
+
+
+def explicit_alpha(img: Image.Image) -> Image.Image:
+    """An image whose transparency is a PNG/GIF transparent colour (tRNS on L, RGB or P) as the
+    same image with an alpha channel (LA or RGBA), so restoration, passthrough and every output
+    format that has alpha keep it: a key colour survives neither a restore (its pixels change)
+    nor a conversion to WebP."""
+    if "transparency" not in img.info or img.mode not in ("L", "RGB", "P"):
+        return img
+    info = {k: v for k, v in img.info.items() if k != "transparency"}
+    out = img.convert("LA" if img.mode == "L" else "RGBA")
+    out.info = info
+    return out
 
 
 def read_image(path: Path, max_pixels: int) -> Image.Image:
@@ -101,7 +115,15 @@ def read_image(path: Path, max_pixels: int) -> Image.Image:
 
 
 def _encodable(img: Image.Image, fmt: str) -> Image.Image:
-    """Convert to a mode the format can store (JPEG has no alpha; only PNG has 16 bits)."""
+    """Convert to a mode the format can store (JPEG has no alpha; only PNG has 16 bits).
+
+    16-bit images are scaled to 8 bits (Pillow's own conversion clips 0-65535 at 255, which
+    turned every 16-bit photo white).
+    """
+    if fmt != "png" and img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(img, dtype=np.float64)
+        scale = 257.0 if img.mode.startswith("I;16") or values.max() > 255 else 1.0
+        img = Image.fromarray(to_uint8(values / scale))
     if fmt == "jpeg" and img.mode not in ("L", "RGB"):
         return img.convert("L" if img.mode in ("LA", "I;16", "I") else "RGB")
     if fmt == "webp" and img.mode not in ("RGB", "RGBA"):

@@ -152,3 +152,32 @@ def test_auto_restores_low_quality_jpeg_and_passes_the_rest_through(monkeypatch)
         assert auto.choose_model(png) == "jpeg-q40"
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_sixteen_bit_input_is_not_written_white(restorer, fmt):
+    """A 16-bit PNG written as JPEG or WebP keeps its picture (it came out all white)."""
+    ramp = (np.linspace(0, 65535, 40 * 32).reshape(32, 40)).astype(np.uint16)
+    img = decode_image(_png(Image.fromarray(ramp)), 10**6)
+    for model in ("passthrough", None):
+        out = decode_image(encode_image(restorer.restore(img, model), fmt), 10**6)
+        grey = np.asarray(out.convert("L"), dtype=float) if out.mode != "I;16" else np.asarray(out) / 257.0
+        assert np.abs(grey - ramp / 257.0).mean() < 6, (fmt, model)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "P"])
+@pytest.mark.parametrize("fmt", ["png", "webp"])
+def test_transparent_colour_becomes_alpha_and_is_kept(restorer, mode, fmt):
+    """tRNS transparency (a transparent colour on L, RGB or palette PNGs) is kept as alpha in
+    passthrough and restore, in every output format that holds alpha."""
+    base = RGB.convert(mode)
+    key = base.getpixel((0, 0))
+    buf = io.BytesIO()
+    base.save(buf, "PNG", transparency=key)
+    img = decode_image(buf.getvalue(), 10**6)
+    assert img.mode in ("LA", "RGBA")
+    expected = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGBA"))[..., 3]
+    assert (expected == 0).any() and (expected == 255).any()
+    for model in ("passthrough", None):
+        out = decode_image(encode_image(restorer.restore(img, model), fmt), 10**6)
+        assert np.array_equal(np.asarray(out.convert("RGBA"))[..., 3], expected), (mode, fmt, model)

@@ -28,7 +28,7 @@ def test_restore_folder_skips_bad_files_and_fails_exit_code(tmp_path):
     _jpeg(src / "gray.jpg", mode="L")
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (src / "empty.png").write_bytes(b"")
-    result = run("restore", str(src), "-o", str(tmp_path / "out"), *MODEL, "--tile", "16")
+    result = run("restore", str(src), "-o", str(tmp_path / "out"), *MODEL, "--tile", "64")
     assert result.returncode == 1
     assert "broken.jpg" in result.stderr and "empty.png" in result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "gray.png"]

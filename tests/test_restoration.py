@@ -129,26 +129,33 @@ def _jpeg(img, quality):
     return buf.getvalue()
 
 
-def test_auto_restores_low_quality_jpeg_and_passes_the_rest_through(monkeypatch):
-    """auto: a q30 JPEG gets jpeg-q30; a q90 JPEG and a PNG (no quality to read) are left as
-    they are, pixel for pixel, because every model was measured to make those worse."""
+def test_auto_follows_the_measured_policy_and_passes_the_rest_through(monkeypatch):
+    """auto: a JPEG gets the luminance model the shipped policy names for its quality; a PNG (no
+    quality to read) and anything above ARCNN_AUTO_MAX_QUALITY are left as they are, pixel for
+    pixel, chroma included."""
+    from arcnn.policy import shipped_policy
     from arcnn.settings import get_settings
 
     monkeypatch.delenv("ARCNN_DEFAULT_MODEL", raising=False)
     monkeypatch.delenv("ARCNN_AUTO_MAX_QUALITY", raising=False)
     get_settings.cache_clear()
-    auto = Restorer.load("auto", device="cpu", tile=16)
+    policy = shipped_policy()
+    auto = Restorer.load("auto", device="cpu", tile=64)
     photo = Image.fromarray(np.kron(RNG.integers(0, 256, (8, 10, 3)), np.ones((8, 8, 1))).astype(np.uint8))
     low, high = decode_image(_jpeg(photo, 30), 10**6), decode_image(_jpeg(photo, 90), 10**6)
     png = decode_image(_png(photo), 10**6)
-    assert auto.choose_model(low) == "jpeg-q30"
+    assert auto.choose_model(low) == policy.luma_model(30) == "jpeg-q30"
+    assert auto.choose_model(high) == policy.luma_model(90)
     assert not np.array_equal(np.asarray(auto.restore(low)), np.asarray(low))
-    for img in (high, png):
-        assert auto.choose_model(img) == "passthrough"
-        assert np.array_equal(np.asarray(auto.restore(img)), np.asarray(img))
-    monkeypatch.setenv("ARCNN_DEFAULT_MODEL", "jpeg-q40")
+    assert auto.choose(png).label == "passthrough"
+    assert np.array_equal(np.asarray(auto.restore(png)), np.asarray(png))
+    monkeypatch.setenv("ARCNN_AUTO_MAX_QUALITY", "75")
     get_settings.cache_clear()
     try:
+        assert auto.choose(high).label == "passthrough"  # the operator's cut: luma and chroma
+        assert np.array_equal(np.asarray(auto.restore(high)), np.asarray(high))
+        monkeypatch.setenv("ARCNN_DEFAULT_MODEL", "jpeg-q40")
+        get_settings.cache_clear()
         assert auto.choose_model(png) == "jpeg-q40"
     finally:
         get_settings.cache_clear()

@@ -104,7 +104,7 @@ def copy_curves() -> list[str]:
     names = []
     (DOCS / "curves").mkdir(parents=True, exist_ok=True)
     for log in sorted(Path("runs").glob("*/log.csv")):
-        if log.parent.name.startswith(("jpeg-", "fast-", "compare-", "paper-")):
+        if log.parent.name.startswith(("jpeg-", "fast-", "compare-", "paper-", "colour")):
             shutil.copy(log, DOCS / "curves" / f"{log.parent.name}.csv")
             names.append(log.parent.name)
     return names

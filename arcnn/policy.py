@@ -2,8 +2,8 @@
 
 The table (``auto_policy.json`` beside this module) is written by ``python -m
 training.auto_policy`` from BSDS500 *val*: for every quality of its grid it names the luminance
-model to apply (or ``passthrough``) and whether the chroma network runs, for 4:2:0 and for 4:4:4
-chroma. Each choice is the one with the best mean RGB PSNR gain among those that make no
+model to apply (or ``passthrough``) and whether the chroma network runs, separately for 4:2:0 and
+for 4:4:4 chroma (a decoder knows which; grey JPEGs use the 4:4:4 column). Each choice is the one with the best mean RGB PSNR gain among those that make no
 validation image more than ``max_loss_db`` worse (docs/model-choice.md has the table and how it
 was measured). A quality between grid points takes the nearest grid point's choice (ties go to
 the lower quality, the one with stronger artifacts).
@@ -21,30 +21,35 @@ POLICY_FILE = Path(__file__).parent / "auto_policy.json"
 
 @dataclass(frozen=True)
 class AutoPolicy:
-    """Per-quality choices: ``luma[q]`` a model name, ``chroma[subsampling][q]`` a flag."""
+    """Per-quality choices by subsampling ("4:2:0", "4:4:4"): ``luma[s][q]`` a model name,
+    ``chroma[s][q]`` a flag."""
 
-    luma: dict[int, str]
+    luma: dict[str, dict[int, str]]
     chroma: dict[str, dict[int, bool]]
 
     @staticmethod
     def _nearest(table: dict[int, object], quality: int) -> object:
         return table[min(table, key=lambda q: (abs(q - quality), q))]
 
-    def luma_model(self, quality: int) -> str:
-        return str(self._nearest(self.luma, quality))
+    def luma_model(self, quality: int, subsampled: bool = True) -> str:
+        return str(self._nearest(self.luma[_column(subsampled)], quality))
 
     def use_chroma(self, quality: int, subsampled: bool) -> bool:
-        table = self.chroma.get("4:2:0" if subsampled else "4:4:4", {})
+        table = self.chroma.get(_column(subsampled), {})
         return bool(self._nearest(table, quality)) if table else False
 
     @classmethod
     def from_json(cls, data: dict) -> "AutoPolicy":
-        return cls({int(q): m for q, m in data["luma"].items()},
+        return cls({s: {int(q): m for q, m in t.items()} for s, t in data["luma"].items()},
                    {s: {int(q): bool(v) for q, v in t.items()} for s, t in data["chroma"].items()})
 
     def to_json(self) -> dict:
-        return {"luma": {str(q): m for q, m in sorted(self.luma.items())},
-                "chroma": {s: {str(q): v for q, v in sorted(t.items())} for s, t in self.chroma.items()}}
+        return {key: {s: {str(q): v for q, v in sorted(t.items())} for s, t in table.items()}
+                for key, table in (("luma", self.luma), ("chroma", self.chroma))}
+
+
+def _column(subsampled: bool) -> str:
+    return "4:2:0" if subsampled else "4:4:4"
 
 
 @lru_cache(maxsize=1)

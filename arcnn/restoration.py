@@ -84,11 +84,12 @@ def nearest_quality_model(quality: int | None, names: list[str]) -> str | None:
 
 
 def auto_model(quality: int | None, names: list[str], default: str, max_quality: int,
-               policy: AutoPolicy | None = None) -> str:
+               policy: AutoPolicy | None = None, subsampled: bool = True) -> str:
     """The luminance model ``--model auto`` applies to an input of estimated JPEG quality ``quality``.
 
-    A JPEG gets the model the measured policy names for its quality (``policy``, by default the
-    shipped one: the nearest ``jpeg-qN``, or passthrough where no model helped on validation).
+    A JPEG gets the model the measured policy names for its quality and chroma subsampling
+    (``policy``, by default the shipped one: a nearby ``jpeg-qN``, or passthrough where no model
+    helped on validation).
     Above ``max_quality`` (``ARCNN_AUTO_MAX_QUALITY``, an operator's cut) it passes through. An
     input without JPEG tables (PNG, WebP, ...) gets ``default`` (``ARCNN_DEFAULT_MODEL``, itself
     passthrough unless an operator knows better).
@@ -99,7 +100,7 @@ def auto_model(quality: int | None, names: list[str], default: str, max_quality:
         return PASSTHROUGH
     policy = policy or shipped_policy()
     if policy is not None:
-        choice = policy.luma_model(quality)
+        choice = policy.luma_model(quality, subsampled)
         if choice == PASSTHROUGH or choice in names:
             return choice
     return nearest_quality_model(quality, names) or default
@@ -157,7 +158,7 @@ class Restorer:
                                  "train one with `arcnn train --config training/configs/jpeg-q10.toml`")
         settings = get_settings()
         return auto_model(img.info.get("jpeg_quality"), names, settings.default_model,
-                          settings.auto_max_quality)
+                          settings.auto_max_quality, subsampled=bool(img.info.get("jpeg_subsampled")))
 
     def choose_chroma(self, img: Image.Image) -> tuple[int, bool] | None:
         """The chroma network's conditions (quality, subsampled) for this image, or None.

@@ -7,15 +7,18 @@ below it and at or above it) or none, each with and without the chroma network. 
 (q90 then q60, q75 then q50, with and without a 3-pixel crop between the saves) join the cell of
 their last save, since that is all a decoder can see.
 
-For each quality the luminance choice, and for each (quality, subsampling) the chroma choice,
-is the one with the best mean RGB PSNR gain among those that make *no* image of the cell more
-than ``--max-loss`` dB worse; passthrough (gain 0) is always allowed, so the policy can never
+For each (quality, subsampling) the choice (luminance model, chroma network on or off) is the
+one with the best mean RGB PSNR gain among those that make *no* image of the cell more than
+``--max-loss`` dB worse; passthrough (gain 0) is always allowed, so the policy can never
 choose something measured to ruin a validation photo. Ground truth is BSDS500 *val* averaged
 over 2x2 blocks (full-resolution chroma, as the chroma network was trained); test sets (LIVE1,
 Kodak24) only confirm the policy afterwards (``arcnn eval --protocol bucket``).
 
     python -m training.auto_policy ../shared/data/BSDS500/val --write arcnn/auto_policy.json \\
         --json docs/auto-policy.json
+
+``--decide-from docs/auto-policy.json`` makes the decision again from saved measurements (each
+way's mean and worst gain per cell) without measuring, e.g. with another ``--max-loss``.
 """
 
 from __future__ import annotations
@@ -61,21 +64,25 @@ def candidates(quality: int, models: dict[int, str]) -> list[str]:
 
 @dataclass
 class Cell:
-    """Per-image RGB PSNR gains of every (luma, chroma on/off) way of restoring one kind of input."""
+    """Mean and worst-image RGB PSNR gain of every (luma, chroma on/off) way of restoring one
+    kind of input (a quality and subsampling)."""
 
-    gains: dict[tuple[str, bool], list[float]]
+    gains: dict[tuple[str, bool], tuple[float, float]]
 
-    def best_chroma(self, luma: str, max_loss: float) -> tuple[bool, float] | None:
-        """(chroma on?, mean gain) of the better admissible chroma choice with ``luma``."""
-        options = [(on, float(np.mean(g))) for on in (False, True)
-                   if (g := self.gains[(luma, on)]) and min(g) >= -max_loss]
-        return max(options, key=lambda o: o[1]) if options else None
+    @classmethod
+    def from_samples(cls, samples: dict[tuple[str, bool], list[float]]) -> "Cell":
+        return cls({way: (float(np.mean(g)), float(min(g))) for way, g in samples.items() if g})
+
+    def best(self, max_loss: float) -> tuple[str, bool, float, float]:
+        """(luma, chroma on?, mean, worst) of the admissible way with the best mean gain."""
+        admissible = [(m, on, mean, worst) for (m, on), (mean, worst) in self.gains.items() if worst >= -max_loss]
+        return max(admissible, key=lambda w: w[2])
 
 
 def measure(truths: list[Image.Image], rows: list[tuple[BucketRow, int, bool]], luma: list[str],
             restorer: Restorer) -> Cell:
     """Gains over ``truths`` for every row (a degradation ending at ``quality``, ``subsampled``)."""
-    gains: dict[tuple[str, bool], list[float]] = {(m, on): [] for m in luma for on in (False, True)}
+    samples: dict[tuple[str, bool], list[float]] = {(m, on): [] for m in luma for on in (False, True)}
     for row, quality, subsampled in rows:
         for truth in truths:
             data, reference = row.degrade(truth)
@@ -88,82 +95,91 @@ def measure(truths: list[Image.Image], rows: list[tuple[BucketRow, int, bool]], 
                 y = ycc[..., 0] if m == PASSTHROUGH else restorer.restore_luma(m, ycc[..., 0])
                 for on in (False, True):
                     if m == PASSTHROUGH and not on:
-                        gains[(m, on)].append(0.0)  # the file is left as it is
+                        samples[(m, on)].append(0.0)  # the file is left as it is
                         continue
                     out = np.dstack([y, *(chroma if on else (ycc[..., 1], ycc[..., 2]))])
-                    gains[(m, on)].append(rgb_psnr(ref, ycbcr_to_rgb_uint8(out)) - base)
-    return Cell(gains)
+                    samples[(m, on)].append(rgb_psnr(ref, ycbcr_to_rgb_uint8(out)) - base)
+    return Cell.from_samples(samples)
 
 
-def decide(cells: dict[tuple[int, str], Cell], luma: dict[int, list[str]], max_loss: float
-           ) -> tuple[AutoPolicy, dict]:
-    """The policy, and for the record each quality's candidates with their mean / worst gains."""
-    policy = AutoPolicy({}, {s: {} for s in SUBSAMPLINGS})
-    record = {}
-    for q in GRID:
-        scored = []
-        for m in luma[q]:
-            picks = {s: cells[(q, s)].best_chroma(m, max_loss) for s in SUBSAMPLINGS}
-            if all(p is not None for p in picks.values()):
-                scored.append((sum(p[1] for p in picks.values()), m, picks))
-        _, model, picks = max(scored, key=lambda s: s[0])
-        policy.luma[q] = model
-        for s, (on, _) in picks.items():
-            policy.chroma[s][q] = on
-        record[str(q)] = {s: {f"{m}{'+colour' if on else ''}": {"mean": round(float(np.mean(g)), 4),
-                                                                   "worst": round(float(min(g)), 4)}
-                              for (m, on), g in cells[(q, s)].gains.items()} for s in SUBSAMPLINGS}
+def decide(cells: dict[tuple[int, str], Cell], max_loss: float) -> tuple[AutoPolicy, dict]:
+    """The policy, and for the record every way's mean / worst gain in every cell."""
+    policy = AutoPolicy({s: {} for s in SUBSAMPLINGS}, {s: {} for s in SUBSAMPLINGS})
+    record: dict[str, dict] = {}
+    for (q, s), cell in sorted(cells.items()):
+        luma, on, _, _ = cell.best(max_loss)
+        policy.luma[s][q], policy.chroma[s][q] = luma, on
+        record.setdefault(str(q), {})[s] = {f"{m}{'+colour' if c else ''}": {"mean": round(mean, 4),
+                                                                            "worst": round(worst, 4)}
+                                            for (m, c), (mean, worst) in cell.gains.items()}
     return policy, record
 
 
-def markdown(policy: AutoPolicy, record: dict, images: int) -> str:
+def cells_from_record(record: dict) -> dict[tuple[int, str], Cell]:
+    """The cells of a saved ``--json`` record."""
+    cells = {}
+    for q, by_subsampling in record.items():
+        for s, ways in by_subsampling.items():
+            cells[(int(q), s)] = Cell({(k.removesuffix("+colour"), k.endswith("+colour")): (v["mean"], v["worst"])
+                                       for k, v in ways.items()})
+    return cells
+
+
+def markdown(policy: AutoPolicy, record: dict, images: str) -> str:
     """The policy with, per quality and subsampling, the chosen way's mean and worst-image RGB
-    gain, and the luminance model alone (no chroma network) for comparison."""
-    lines = [f"RGB PSNR gain over the JPEG (dB) on {images} BSDS500 val images, mean / worst image; "
-             "4:2:0 cells at q50 and q60 include the double saves.", "",
-             "| q | luma | chroma 4:2:0 | chroma 4:4:4 | chosen, 4:2:0 | chosen, 4:4:4 | "
-             "nearest model alone, 4:2:0 |", "|---|---|---|---|---|---|---|"]
-    for q in GRID:
+    gain, and the best luminance model alone (no chroma network) for comparison."""
+    lines = [f"RGB PSNR gain over the JPEG (dB) on {images}, mean / worst image; the 4:2:0 cells at "
+             "q50 and q60 include the double saves.", "",
+             "| q | 4:2:0: applied | mean / worst | 4:4:4: applied | mean / worst | "
+             "4:2:0, best luma model alone |", "|---|---|---|---|---|---|"]
+    for q in sorted(int(k) for k in record):
         cells = []
         for s in SUBSAMPLINGS:
             on = policy.chroma[s][q]
-            key = f"{policy.luma[q]}{'+colour' if on else ''}"
-            g = record[str(q)][s].get(key, {"mean": 0.0, "worst": 0.0})
-            cells.append(f"{g['mean']:+.3f} / {g['worst']:+.3f}")
-        alone = [k for k in record[str(q)]["4:2:0"] if k.startswith("jpeg-") and "+" not in k]
-        best = max(alone, key=lambda k: record[str(q)]["4:2:0"][k]["mean"]) if alone else None
-        ref = (f"{best}: {record[str(q)]['4:2:0'][best]['mean']:+.3f} / {record[str(q)]['4:2:0'][best]['worst']:+.3f}"
-               if best else "-")
-        lines.append(f"| {q} | {policy.luma[q]} | {'on' if policy.chroma['4:2:0'][q] else 'off'} | "
-                     f"{'on' if policy.chroma['4:4:4'][q] else 'off'} | {cells[0]} | {cells[1]} | {ref} |")
+            key = f"{policy.luma[s][q]}{'+colour' if on else ''}"
+            g = record[str(q)][s][key]
+            label = "colour" if key == "passthrough+colour" else key
+            cells.append(f"{label} | {g['mean']:+.3f} / {g['worst']:+.3f}")
+        alone = {k: v for k, v in record[str(q)]["4:2:0"].items() if k.startswith("jpeg-") and "+" not in k}
+        best = max(alone, key=lambda k: alone[k]["mean"]) if alone else None
+        ref = f"{best}: {alone[best]['mean']:+.3f} / {alone[best]['worst']:+.3f}" if best else "-"
+        lines.append(f"| {q} | {cells[0]} | {cells[1]} | {ref} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path, help="ground-truth images (BSDS500/val)")
+    parser.add_argument("folder", type=Path, nargs="?", help="ground-truth images (BSDS500/val)")
     parser.add_argument("--images", type=int, default=None, help="use the first N images")
     parser.add_argument("--max-loss", type=float, default=0.05, help="dB any one image may lose (default 0.05)")
     parser.add_argument("--write", type=Path, default=None, help="write the policy here (arcnn/auto_policy.json)")
     parser.add_argument("--json", type=Path, default=None, help="also write every measured gain here")
+    parser.add_argument("--decide-from", type=Path, default=None,
+                        help="decide from a saved --json record instead of measuring")
     args = parser.parse_args()
-    truths = []
-    for path in list_images([args.folder])[: args.images]:
-        with Image.open(path) as img:
-            truths.append(full_chroma(img))
-    models = quality_models()
-    restorer = Restorer("auto", device="cpu")
-    luma = {q: candidates(q, models) for q in GRID}
-    cells = {}
-    for q in tqdm(GRID, desc="qualities"):
-        for s, sampling in SUBSAMPLINGS.items():
-            rows = [(BucketRow(f"q{q} {s}", ((q, sampling),)), q, sampling != 0)]
-            rows += [(d, q, True) for d in DOUBLES if s == "4:2:0" and d.saves[-1][0] == q]
-            cells[(q, s)] = measure(truths, rows, luma[q], restorer)
-    policy, record = decide(cells, luma, args.max_loss)
-    print(markdown(policy, record, len(truths)))
-    meta = {"measured_on": f"{args.folder} ({len(truths)} images, averaged over 2x2 blocks)",
-            "max_loss_db": args.max_loss, "command": "python -m training.auto_policy " + str(args.folder)}
+    if args.decide_from:
+        saved = json.loads(args.decide_from.read_text())
+        cells, measured_on = cells_from_record(saved["gains"]), saved["measured_on"]
+    else:
+        if args.folder is None:
+            parser.error("give the ground-truth folder, or --decide-from a saved record")
+        truths = []
+        for path in list_images([args.folder])[: args.images]:
+            with Image.open(path) as img:
+                truths.append(full_chroma(img))
+        measured_on = f"{args.folder} ({len(truths)} images, averaged over 2x2 blocks)"
+        models = quality_models()
+        restorer = Restorer("auto", device="cpu")
+        cells = {}
+        for q in tqdm(GRID, desc="qualities"):
+            for s, sampling in SUBSAMPLINGS.items():
+                rows = [(BucketRow(f"q{q} {s}", ((q, sampling),)), q, sampling != 0)]
+                rows += [(d, q, True) for d in DOUBLES if s == "4:2:0" and d.saves[-1][0] == q]
+                cells[(q, s)] = measure(truths, rows, candidates(q, models), restorer)
+    policy, record = decide(cells, args.max_loss)
+    print(markdown(policy, record, measured_on))
+    meta = {"measured_on": measured_on, "max_loss_db": args.max_loss,
+            "command": "python -m training.auto_policy ../shared/data/BSDS500/val"}
     if args.write:
         args.write.write_text(json.dumps({**meta, **policy.to_json()}, indent=2) + "\n")
     if args.json:

@@ -40,14 +40,15 @@ def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
               help="Tiles per forward pass, at least 1 (default: ARCNN_BATCH_SIZE).")
 @click.option("--device", default=None, help="cpu, cuda or auto (default: ARCNN_DEVICE).")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True)
-@click.option("--chroma", type=click.Choice(CHROMA_MODES), default="auto", show_default=True,
+@click.option("--chroma", type=click.Choice(CHROMA_MODES), default=None,
               help="Colour images: restore Cb/Cr with the chroma network where it was measured to "
-                   "help (auto), on every colour image (restore), or pass them through.")
+                   "help (auto), on every colour image (restore), or pass them through "
+                   "(default: ARCNN_CHROMA, itself auto).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="auto: fp16 on CUDA, fp32 on CPU; bf16 is faster on some CPUs, slower on "
                    "others (default: ARCNN_PRECISION).")
 def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int | None,
-                    batch_size: int | None, device: str | None, fmt: str, chroma: str,
+                    batch_size: int | None, device: str | None, fmt: str, chroma: str | None,
                     precision: str | None) -> None:
     """Restore image files or folders into OUTDIR; bad files are reported and skipped."""
     from tqdm import tqdm
@@ -62,7 +63,7 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
         raise click.ClickException(str(exc)) from exc
     try:
         restorer = Restorer.load(model, device or settings.device, tile or settings.tile,
-                                 batch_size or settings.batch_size, chroma,
+                                 batch_size or settings.batch_size, chroma or settings.chroma,
                                  precision or settings.precision)
     except (ArcnnError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -37,6 +37,9 @@ class Settings:
     """``--model auto`` passes JPEGs above this estimated quality through untouched. The measured
     policy (arcnn/auto_policy.json, docs/model-choice.md) already passes through every quality
     where no model helped on validation; this is an operator's extra cut (100: none)."""
+    chroma: str = "auto"
+    """Colour images' Cb/Cr: ``auto`` runs the chroma network where the measured policy says it
+    helps, ``restore`` on every colour image, ``passthrough`` never (docs/colour.md)."""
     device: str = "auto"
     """Inference device: cpu, cuda, or auto (cuda when available)."""
     precision: str = "auto"
@@ -72,6 +75,8 @@ class Settings:
     files ~5% larger (a Kodak24 photo): on a CPU worker the encoder competes with inference."""
 
     def __post_init__(self) -> None:
+        if self.chroma not in CHROMA_MODES:
+            raise ValueError(f"ARCNN_CHROMA must be one of {', '.join(CHROMA_MODES)}, not {self.chroma!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"ARCNN_PRECISION must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if not 0 <= self.png_compress_level <= 9:

@@ -213,3 +213,15 @@ def test_bucket_row_crops_the_truth_like_the_jpeg():
     img = decode_as_product(data)
     assert img.size == reference.size == (37, 29) and img.info["jpeg_quality"] == 60
     assert np.array_equal(np.asarray(reference), np.asarray(truth)[3:, 3:])
+
+
+def test_chroma_setting_reaches_the_worker_and_is_validated(monkeypatch):
+    from arcnn.settings import Settings
+    from worker.pipeline import Models
+
+    monkeypatch.setenv("ARCNN_CHROMA", "passthrough")
+    settings = Settings.from_env()
+    assert Models(settings).restorer.chroma == "passthrough"
+    monkeypatch.setenv("ARCNN_CHROMA", "sometimes")
+    with pytest.raises(ValueError, match="ARCNN_CHROMA"):
+        Settings.from_env()

@@ -136,7 +136,7 @@ class Models:
         device = str(resolve_device(settings.device))
         self.threads = settings.infer_threads or (2 if device.startswith("cuda") else 1)
         options = {"device": device, "tile": settings.tile, "batch_size": settings.batch_size,
-                   "precision": settings.precision}
+                   "precision": settings.precision, "chroma": settings.chroma}
         self.restorer = (
             BatchingRestorer("auto", max_batch=settings.batch_size * self.threads, **options)
             if self.threads > 1 else Restorer("auto", **options)

@@ -327,8 +327,11 @@ def record_in_cards(cache: dict) -> None:
     for name in bundled():
         test = {}
         for key, result in cache.items():
-            protocol, dataset, q, model = key.split("|")[:4]
-            if model == name and len(key.split("|")) == 4 and "restored" in result:
+            parts = key.split("|")
+            if len(parts) != 4:  # variants (chroma-passthrough) and bucket runs are not one model's
+                continue
+            protocol, dataset, q, model = parts
+            if model == name and "restored" in result:
                 test[f"{dataset} q{q} ({protocol})"] = {k: round(v, 4) for k, v in result["restored"].items()}
         if test:
             path = BUNDLED_DIR / f"{name}.json"

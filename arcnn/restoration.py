@@ -164,7 +164,8 @@ class Restorer:
         """The chroma network's conditions (quality, subsampled) for this image, or None.
 
         Never for grey images. ``auto``: colour JPEGs whose quality the policy covers, where it
-        measured a gain. ``restore``: every colour image; one without JPEG tables is treated as
+        measured a gain (only with ``--model auto``: a named model keeps chroma as it is unless
+        ``restore``). ``restore``: every colour image; one without JPEG tables is treated as
         quality 50, 4:2:0 (its history is unknown).
         """
         if self.chroma == "passthrough" or img.mode in GREY_MODES:
@@ -184,8 +185,11 @@ class Restorer:
         spec = model or self.default
         if spec == PASSTHROUGH:  # asked for by name: the image goes out as it came in
             return Choice(PASSTHROUGH)
-        luma = self.choose_model(img) if spec == "auto" else spec
-        return Choice(luma, self.choose_chroma(img))
+        if spec == "auto":
+            return Choice(self.choose_model(img), self.choose_chroma(img))
+        # a model named by the user: chroma passes through unless asked for (--chroma restore);
+        # the policy measured its own luma choices with the chroma network, not arbitrary models
+        return Choice(spec, self.choose_chroma(img) if self.chroma == "restore" else None)
 
     def _plane(self, net: nn.Module, plane: np.ndarray) -> np.ndarray:
         return restore_plane(net, plane, self.tile, self.batch_size, self.device)

@@ -127,6 +127,21 @@ def test_empty_job_is_done_when_listing_ends(redis_server) -> None:  # noqa: F81
     job = store.create(JobSpec("s3://b/in", "s3://b/out"))
     store.listing_done(job)
     assert store.status(job).state == "done" and store.status(job).progress == 1.0
+    # it says why nothing happened, in `arcnn status` and in the JSON job report
+    from worker.commands import _describe
+
+    assert "no keys matched: s3://b/in" in _describe(store.status(job))
+    assert store.status(job).as_dict()["note"].startswith("no keys matched")
+
+
+def test_run_on_an_empty_folder_says_no_keys_matched(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from arcnn.cli import main
+
+    (tmp_path / "in").mkdir()
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "in"), "--dest", str(tmp_path / "out")])
+    assert result.exit_code == 0 and "total 0" in result.output and "no keys matched" in result.output
 
 
 def test_local_outputs_are_atomic_with_metadata(tmp_path: Path) -> None:

@@ -83,6 +83,8 @@ def _describe(job: JobStatus) -> str:
         f"  total {job.total}  done {job.done}  skipped {job.skipped}  failed {job.failed}"
         f"  ({job.progress:.1%})  {job.throughput:.2f} images/s",
     ]
+    if job.note:
+        lines.append(f"  {job.note}")
     if job.error:
         lines.append(f"  error: {job.error}")
     for key, failure in job.failed_keys.items():
@@ -214,11 +216,15 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
     elapsed = time.perf_counter() - start
     summary = {"total": sum(counts.values()), "done": counts["restored"], "skipped": counts["skipped"],
                "failed": counts["failed"], "seconds": round(elapsed, 3), "failed_keys": failures}
+    if summary["total"] == 0:
+        summary["note"] = f"no keys matched: {src} holds no images" + (f" matching {include}" if include else "")
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(f"total {summary['total']}  done {summary['done']}  skipped {summary['skipped']}"
                    f"  failed {summary['failed']}  in {elapsed:.1f}s")
+        if "note" in summary:
+            click.echo(summary["note"], err=True)
         for key, failure in failures.items():
             click.echo(f"FAILED {key}: {failure['reason']}: {failure['error']}", err=True)
     if failures:

@@ -86,9 +86,17 @@ class JobStatus:
         elapsed = (self.finished or time.time()) - self.started
         return self.settled / elapsed if elapsed > 0 else 0.0
 
+    @property
+    def note(self) -> str | None:
+        """A word for a finished job that found nothing to do (an empty or mistyped prefix)."""
+        if self.state == "done" and self.total == 0:
+            include = f" matching {self.spec.include}" if self.spec.include else ""
+            return f"no keys matched: {self.spec.src} holds no images{include}"
+        return None
+
     def as_dict(self) -> dict:
         data = asdict(self)
-        data.update(progress=self.progress, throughput=self.throughput)
+        data.update(progress=self.progress, throughput=self.throughput, note=self.note)
         return data
 
 

@@ -247,3 +247,20 @@ def test_a_second_worker_on_a_taken_metrics_port_fails_in_one_line(redis_server,
 
 def test_metrics_bind_loopback_unless_told() -> None:
     assert Settings().metrics_addr == "127.0.0.1"
+
+
+def test_one_shot_commands_fail_fast_in_one_line_when_the_broker_is_down(tmp_path: Path) -> None:
+    """enqueue / status with Redis unreachable: exit 1 within 15 s, one line naming the broker
+    URL with its password masked (they hung 60-90 s and printed a 60-line traceback)."""
+    from worker_support import base_env, cli, free_port
+
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    env = base_env(url, "http://127.0.0.1:1")
+    (tmp_path / "in").mkdir()
+    for args in (("status", "some-job"), ("enqueue", str(tmp_path / "in"), "--dest", str(tmp_path / "out"))):
+        start = time.monotonic()
+        result = cli(env, *args, check=False, timeout=60)
+        assert time.monotonic() - start < 15, args
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "redis://:***@127.0.0.1" in errors[0] and "hunter2" not in result.stderr

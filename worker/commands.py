@@ -14,8 +14,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import click
+import redis
 from tqdm import tqdm
 
 from arcnn.errors import ArcnnError
@@ -70,10 +72,33 @@ def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include:
 
     spec, _, _ = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
     settings = get_settings()
+    store = reachable_store(settings.broker_url)
     configure(settings)
-    job_id = JobStore.from_url(settings.broker_url).create(spec)
+    job_id = store.create(spec)
     list_job.apply_async(args=[job_id, 0], queue=QUEUE)
     click.echo(job_id)
+
+
+def masked(url: str) -> str:
+    """A broker URL fit to print: its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def reachable_store(url: str) -> JobStore:
+    """The job store, after one quick ping: one-shot commands fail within seconds, in one line,
+    when the broker is down (workers keep :func:`worker.jobs.connect`'s long retry policy)."""
+    probe = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        probe.ping()
+    except redis.RedisError as error:
+        raise click.ClickException(f"cannot reach the broker at {masked(url)} (ARCNN_BROKER_URL): {error}") from None
+    finally:
+        probe.close()
+    return JobStore.from_url(url)
 
 
 def _describe(job: JobStatus) -> str:
@@ -103,7 +128,7 @@ def status(job_id: str, watch: bool, as_json: bool) -> None:
 
     Exits 1 if the job has failed (not when single keys have: those are listed).
     """
-    store = JobStore.from_url(get_settings().broker_url)
+    store = reachable_store(get_settings().broker_url)
 
     def fetch(limit: int = 1000) -> JobStatus:
         try:

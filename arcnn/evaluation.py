@@ -109,7 +109,7 @@ def color_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder:
         for _, out, rows in candidates:
             arr = np.asarray(out.convert("RGB"))
             rows.append({
-                "psnr_rgb": psnr(ref.reshape(ref.shape[0], -1), arr.reshape(arr.shape[0], -1)),
+                "psnr_rgb": rgb_psnr(ref, arr),
                 "psnr_y": psnr(to_uint8(rgb_to_studio_y(ref)), to_uint8(rgb_to_studio_y(arr))),
             })
     result = {"protocol": "color", "images": len(before), "quality": quality, "input": mean_metrics(before)}
@@ -136,7 +136,8 @@ class BucketRow:
                 box = (self.shift, self.shift, img.width, img.height)
                 img, reference = img.crop(box), reference.crop(box)
             data = jpeg_bytes(img, quality, subsampling)
-            img = Image.open(io.BytesIO(data)).convert("RGB")
+            if i < len(self.saves) - 1:  # the next save starts from the decoded pixels
+                img = Image.open(io.BytesIO(data)).convert("RGB")
         return data, reference
 
 

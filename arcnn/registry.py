@@ -57,6 +57,11 @@ def bundled() -> dict[str, dict]:
     return cards
 
 
+def is_bundled(name: str) -> bool:
+    """Whether ``name`` is a bundled model: two file checks, where :func:`bundled` reads every card."""
+    return (BUNDLED_DIR / f"{name}.json").exists() and (BUNDLED_DIR / f"{name}.safetensors").exists()
+
+
 def load_named(name: str) -> tuple[nn.Module, dict]:
     """Load a bundled model by name, a path to a .safetensors file, or ``random:<spec>``.
 

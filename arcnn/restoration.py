@@ -24,7 +24,7 @@ from arcnn.acceleration import CudaGraphed, default_precision, prepare
 from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr, studio_to_full_luma, to_uint8, ycbcr_to_rgb_uint8
 from arcnn.errors import NoWeightsError
 from arcnn.policy import AutoPolicy, shipped_policy
-from arcnn.registry import bundled, load_named
+from arcnn.registry import bundled, is_bundled, load_named
 from arcnn.settings import CHROMA_MODES, get_settings
 from arcnn.tiling import restore_plane, restore_planes
 
@@ -174,7 +174,7 @@ class Restorer:
         subsampled = bool(img.info.get("jpeg_subsampled", True))
         if self.chroma == "restore":
             return (quality or 50, subsampled)
-        if quality is None or quality > get_settings().auto_max_quality or CHROMA_MODEL not in bundled():
+        if quality is None or quality > get_settings().auto_max_quality or not is_bundled(CHROMA_MODEL):
             return None
         policy = shipped_policy()
         return (quality, subsampled) if policy is not None and policy.use_chroma(quality, subsampled) else None

@@ -29,6 +29,7 @@ from PIL import Image
 from arcnn.colour import rgb_to_ycbcr
 from arcnn.images import codec_roundtrip
 from arcnn.restoration import condition_planes
+from training.data import WindowSampler
 
 SUBSAMPLING = {"4:4:4": 0, "4:2:0": 2}
 
@@ -128,7 +129,7 @@ def build_colour_pairs(paths: list[Path], mix: JPEGMix, variants: int) -> Colour
     return ColourPairs(clean, degraded, conditions)
 
 
-class ColourPatchSampler:
+class ColourPatchSampler(WindowSampler):
     """Random (5-channel input window, 2-channel chroma target) sub-images from :class:`ColourPairs`.
 
     Windows start on even pixels (as tiles do at inference, so the network's 2x2 grid keeps its
@@ -141,19 +142,8 @@ class ColourPatchSampler:
             raise ValueError(f"the chroma network trains with augment = \"flips\" only, not {augment!r}")
         if patch % 2 or radius % 2:
             raise ValueError("patch and radius must be even for the half-resolution chroma network")
-        self.pairs, self.patch, self.radius = pairs, patch, radius
-        self.window = patch + 2 * radius
-        usable = [i for i, c in enumerate(pairs.clean) if min(c.shape[1:]) >= self.window]
-        if not usable:
-            raise ValueError(f"no image is at least {self.window}px on its short side")
-        self.usable = np.array(usable)
-        self.rng = np.random.default_rng(seed)
-
-    def state(self) -> dict:
-        return self.rng.bit_generator.state
-
-    def set_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state
+        super().__init__([c.shape[1:] for c in pairs.clean], patch, radius, seed)
+        self.pairs = pairs
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng, n, r, p = self.rng, self.window, self.radius, self.patch

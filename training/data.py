@@ -73,17 +73,14 @@ def build_pairs(paths: list[Path], degradation, variants: int = 1, colour: bool 
 AUGMENTATIONS = {"dihedral": (0, 1, 2, 3), "flips": (0, 2)}  # quarter turns allowed
 
 
-class PatchSampler:
-    """Random sub-images (input window, target centre) drawn from a :class:`PairSet`."""
+class WindowSampler:
+    """What every sub-image sampler shares: the images large enough for an input window of
+    ``patch + 2 * radius``, and a seeded RNG whose state is checkpointed (exact resumes)."""
 
-    def __init__(self, pairs: PairSet, patch: int, radius: int, seed: int,
-                 augment: str = "dihedral") -> None:
-        if augment not in AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {sorted(AUGMENTATIONS)}, not {augment!r}")
-        self.pairs, self.patch, self.radius = pairs, patch, radius
-        self.rotations = AUGMENTATIONS[augment]
+    def __init__(self, sizes: list[tuple[int, int]], patch: int, radius: int, seed: int) -> None:
+        self.patch, self.radius = patch, radius
         self.window = patch + 2 * radius
-        usable = [i for i, c in enumerate(pairs.clean) if min(c.shape) >= self.window]
+        usable = [i for i, size in enumerate(sizes) if min(size) >= self.window]
         if not usable:
             raise ValueError(f"no image is at least {self.window}px on its short side")
         self.usable = np.array(usable)
@@ -94,6 +91,18 @@ class PatchSampler:
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+class PatchSampler(WindowSampler):
+    """Random sub-images (input window, target centre) drawn from a :class:`PairSet`."""
+
+    def __init__(self, pairs: PairSet, patch: int, radius: int, seed: int,
+                 augment: str = "dihedral") -> None:
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {sorted(AUGMENTATIONS)}, not {augment!r}")
+        super().__init__([c.shape for c in pairs.clean], patch, radius, seed)
+        self.pairs = pairs
+        self.rotations = AUGMENTATIONS[augment]
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng, n, r = self.rng, self.window, self.radius

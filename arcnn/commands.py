@@ -195,5 +195,3 @@ def models_command(as_json: bool) -> None:
         click.echo(f"{'':16s} steps {card.get('steps')}, {card.get('wall_time_s')} s on {card.get('device')}, "
                    f"val PSNR {v.get('psnr', float('nan')):.3f} dB (input {v.get('input_psnr', float('nan')):.3f})")
 
-
-COMMANDS: list[click.Command] = [restore_command, eval_command, models_command]

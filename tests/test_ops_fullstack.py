@@ -60,10 +60,6 @@ def stack(tmp_path_factory):
     for binary in ("redis-server", "prometheus"):
         if shutil.which(binary) is None:
             pytest.skip(f"{binary} is missing: apt-get install -y redis-server prometheus (the CI script installs them)")
-    from arcnn.cli import main
-
-    if not {"worker", "enqueue", "status"} <= set(main.commands):
-        pytest.skip("arcnn worker/enqueue/status are not there yet (worker issue)")
     # The worker tests' real components: our own redis-server, moto's S3 server over HTTP,
     # `arcnn worker` subprocesses.
     from worker_support import S3, MODEL, RedisServer, WorkerProcess, base_env, free_port, jpeg, wait_for
@@ -166,7 +162,14 @@ def finished_job(stack):
         status = stack.wait_for(finished, 180, 1, f"job {job_id}")
     except TimeoutError:
         raise AssertionError("\n".join(f"--- worker {i}\n{w.log()[-3000:]}" for i, w in enumerate(stack.workers)))
-    time.sleep(3)   # three more scrapes, so Prometheus has the final counters
+
+    def scraped_final_counters() -> bool:
+        restored = prom_query(stack, 'sum(arcnn_images_processed_total{outcome="restored"})')
+        progress = prom_query(stack, grafana_to_promql(panel_expr("Job progress", "A")))
+        return (bool(restored) and float(restored[0]["value"][1]) == N_IMAGES
+                and {s["metric"]["job_id"]: float(s["value"][1]) for s in progress}.get(job_id) == 1.0)
+
+    stack.wait_for(scraped_final_counters, 30, 0.5, "prometheus scraping the final counters")
     return job_id, status
 
 

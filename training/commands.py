@@ -71,5 +71,3 @@ def train_command(config_path: Path | None, profile: str | None, base: str | Non
     click.echo(f"{cfg.name}: {card['steps']} steps, validation PSNR {v['psnr']:.3f} dB "
                f"(input {v['input_psnr']:.3f}) {where}")
 
-
-COMMANDS: list[click.Command] = [train_command]

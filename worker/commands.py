@@ -255,5 +255,3 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
     if failures:
         sys.exit(1)
 
-
-COMMANDS: list[click.Command] = [enqueue, status, worker, run]

@@ -1,0 +1,56 @@
+"""The layering holds: arcnn/ never imports the packages built on it, and their commands plug in."""
+
+import ast
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from arcnn import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+ABOVE_THE_LIBRARY = {"training", "worker", "bench"}
+
+COMMANDS = {"restore", "eval", "models", "train", "enqueue", "status", "worker", "run"}
+"""The CLI contract: users' scripts call these names."""
+
+
+def imported_packages(source: Path) -> set[str]:
+    """Top-level package of every import in a module, including deferred ones inside functions."""
+    packages = set()
+    for node in ast.walk(ast.parse(source.read_text(), str(source))):
+        if isinstance(node, ast.Import):
+            packages.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            packages.add(node.module.split(".")[0])
+    return packages
+
+
+def test_library_imports_nothing_above_it():
+    modules = sorted((ROOT / "arcnn").rglob("*.py"))
+    assert modules
+    offenders = {str(m.relative_to(ROOT)): sorted(imported_packages(m) & ABOVE_THE_LIBRARY) for m in modules}
+    assert {m: p for m, p in offenders.items() if p} == {}
+
+
+def test_every_command_is_registered_under_its_own_name():
+    registered = cli.registered()
+    assert set(registered) == COMMANDS
+    for name in sorted(COMMANDS):
+        assert cli.main.get_command(None, name).name == name
+
+
+def test_command_without_its_extra_names_the_extra_in_one_line(monkeypatch):
+    monkeypatch.setattr(cli, "missing_requirements", lambda extra: ["redis"] if extra == "worker" else [])
+    for args in (["enqueue", "s3://photos/2019", "--dest", "s3://clean/2019"], ["enqueue", "--help"],
+                 ["worker"], ["run", "in", "--dest", "out"]):
+        result = CliRunner().invoke(cli.main, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.strip().splitlines() == [
+            f"Error: arcnn {args[0]} needs the worker extra: pip install 'arcnn[worker]'"]
+    listing = CliRunner().invoke(cli.main, ["--help"])
+    assert listing.exit_code == 0 and "enqueue" in listing.output and "restore" in listing.output
+
+
+def test_installed_extras_are_found():
+    assert cli.missing_requirements("worker") == []
+    assert cli.missing_requirements("train") == []

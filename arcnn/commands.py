@@ -15,23 +15,11 @@ MIN_TILE = 64
 """Smallest tile the commands accept: below it the halo (9-18 pixels a side) is most of each
 tile's work, and a 1-pixel tile took minutes for a small photo."""
 
-def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
-    """Files as given; folders expanded (recursively) to the images inside, in sorted order."""
-    from arcnn.images import IMAGE_SUFFIXES
-
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            files.append(path)
-    return files
-
-
 @click.command("restore")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the restored images (<stem>.<format>).")
+              help="Folder for the restored images: each input's path under the folder given, "
+                   "with the format's extension (docs/worker.md: output names).")
 @click.option("--model", default="auto", show_default=True,
               help="Bundled model name, a .safetensors path, or auto (nearest estimated JPEG quality).")
 @click.option("--tile", type=click.IntRange(MIN_TILE), default=None,
@@ -54,6 +42,7 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
     from tqdm import tqdm
 
     from arcnn.images import EXTENSIONS, encode_image, read_image
+    from arcnn.naming import local_inputs, output_names
     from arcnn.restoration import Restorer
     from arcnn.settings import get_settings
 
@@ -67,21 +56,21 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
                                  precision or settings.precision)
     except (ArcnnError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
-    files = expand_inputs(paths)
+    # The same selection and output names as `arcnn run DIR` (arcnn/naming.py).
+    files = [named for group in output_names(local_inputs(paths), lambda pair: pair[0], EXTENSIONS[fmt])
+             for named in group]
     if not files:
         raise click.ClickException("no input images found")
     outdir.mkdir(parents=True, exist_ok=True)
     failed: list[tuple[Path, str]] = []
-    written: set[Path] = set()
-    for path in tqdm(files, disable=len(files) < 2, unit="img", desc="restoring"):
-        target = outdir / f"{path.stem}{EXTENSIONS[fmt]}"
+    for named in tqdm(files, disable=len(files) < 2, unit="img", desc="restoring"):
+        path = named.item[1]
         try:
-            if target in written:
-                raise ArcnnError(f"output {target.name} already written from another input with that stem")
+            target = outdir / named.output_name()
             img = read_image(path, settings.max_pixels)
             out = restorer.restore(img)
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(encode_image(out, fmt, source=img, png_level=settings.png_compress_level))
-            written.add(target)
         except NoWeightsError as exc:
             raise click.ClickException(str(exc)) from exc
         except ArcnnError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
+from arcnn import naming
 from arcnn.colour import rgb_to_studio_y, to_uint8
 from arcnn.errors import BadImageError, TooLargeError
 from arcnn.quality import estimate_quality
@@ -22,7 +23,7 @@ from arcnn.quality import estimate_quality
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 """Output format -> file extension."""
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
+IMAGE_SUFFIXES = set(naming.IMAGE_SUFFIXES)
 """File suffixes taken as images when a folder is given (CLI, data sets, training data)."""
 
 

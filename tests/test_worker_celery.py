@@ -119,6 +119,19 @@ def test_transient_errors_are_retried_and_permanent_ones_fail_only_their_key(env
     assert shown["failed"] == 7 and shown["failed_keys"]["in/huge.jpg"]["reason"] == "too_large"
 
 
+def test_colliding_keys_get_distinct_outputs_and_a_rerun_restores_nothing(env, worker, bucket) -> None:  # noqa: F811
+    for i, name in enumerate(["a.jpg", "a.jpeg", "a.JPG", "a.png", "b.jpg", "x/a.jpg"]):
+        bucket.put(f"in/{name}", jpeg(i))
+    first = wait_job(env["ARCNN_BROKER_URL"], enqueue(env))
+    assert (first["state"], first["total"], first["done"]) == ("done", 6, 6)
+    assert bucket.keys("out/") == ["out/a.JPG.png", "out/a.jpeg.png", "out/a.jpg.png", "out/a.png.png",
+                                   "out/b.png", "out/x/a.png"]
+    bucket.proxy.requests.clear()
+    again = wait_job(env["ARCNN_BROKER_URL"], enqueue(env))
+    assert (again["done"], again["skipped"]) == (0, 6)
+    assert not [r for r in bucket.proxy.requests if r[0] == "PUT"]
+
+
 def test_bad_jobs_are_refused_or_failed_not_retried(env, worker, bucket) -> None:  # noqa: F811
     overlap = cli(env, "enqueue", SRC, "--dest", f"{SRC}/restored", check=False)
     assert overlap.returncode == 2 and "overlaps" in overlap.stderr

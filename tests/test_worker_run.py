@@ -81,3 +81,17 @@ def test_run_s3_to_s3_over_http(bucket) -> None:  # noqa: F811
     again = json.loads(cli(env, "run", f"s3://{BUCKET}/in", "--dest", f"s3://{BUCKET}/out",
                            "--model", MODEL, "--format", "jpeg", "--json").stdout)
     assert (again["done"], again["skipped"]) == (0, 5)
+
+
+def test_keys_that_collide_after_the_extension_change_all_survive_and_a_rerun_restores_nothing(
+        tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    for i, name in enumerate(["a.jpg", "a.jpeg", "a.JPG", "a.png", "b.jpg"]):
+        (src / name).write_bytes(jpeg(i))
+    first = json.loads(cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--json").stdout)
+    assert (first["total"], first["done"]) == (5, 5)
+    assert sorted(p.name for p in dest.glob("*.png")) == [
+        "a.JPG.png", "a.jpeg.png", "a.jpg.png", "a.png.png", "b.png"]
+    again = json.loads(cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--json").stdout)
+    assert (again["done"], again["skipped"]) == (0, 5)

@@ -31,12 +31,15 @@ def test_parse_locations() -> None:
 
 def test_output_keys_mirror_and_refuse_escapes() -> None:
     dest = parse_location("s3://out/restored")
-    assert output_key(dest, "a/b/photo.JPG", ".png") == "restored/a/b/photo.png"
-    assert output_key(dest, "noext", ".webp") == "restored/noext.webp"
+    assert output_key(dest, "a/b/photo.JPG", "a/b/photo.png") == "restored/a/b/photo.png"
+    assert output_key(dest, "noext", "noext.webp") == "restored/noext.webp"
     for unsafe in ("../x.jpg", "a/../../x.jpg", "/etc/x.jpg", "a//x.jpg", "./x.jpg", "a\\..\\x.jpg",
                    "a/\x00.jpg", ""):
         with pytest.raises(UnsafeKeyError):
-            output_key(dest, unsafe, ".png")
+            output_key(dest, unsafe, "x.png")
+    for name in ("a/..", "b/x.png", "x.png", "a/"):  # a name from a message must sit beside its key
+        with pytest.raises(UnsafeKeyError):
+            output_key(dest, "a/x.jpg", name)
 
 
 def test_overlap_is_refused_both_ways_but_siblings_are_fine(tmp_path: Path) -> None:
@@ -264,3 +267,47 @@ def test_one_shot_commands_fail_fast_in_one_line_when_the_broker_is_down(tmp_pat
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1 and "redis://:***@127.0.0.1" in errors[0] and "hunter2" not in result.stderr
+
+
+def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, monkeypatch) -> None:  # noqa: F811
+    """The Celery lister stops every few batches and queues a continuation; a stem group split
+    by that cut would be named differently by the continuation than by one whole listing."""
+    import base64
+    import json
+
+    from worker import tasks
+    from worker.app import QUEUE, configure
+    from worker.listing import planned
+    from worker.locations import parse_location
+    from worker.pipeline import Pipeline
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    keys = [f"a{i}.jpg" for i in range(5)] + ["b.jpg", "b.png", "c.jpg"]
+    for key in keys:
+        (src / key).write_bytes(b"x")
+    settings = Settings(broker_url=redis_server.url, list_batch=3, device="cpu")
+    configure(settings)
+    monkeypatch.setattr(tasks, "LIST_CHUNK", 2)
+    runtime = tasks.Runtime(settings, Pipeline(settings))
+    client = redis_server.client()
+    client.delete(QUEUE)
+    spec = JobSpec(str(src), str(dest), model="passthrough")
+    job_id = runtime.store.create(spec)
+    from_batch = 0
+    for _ in range(10):
+        runtime.list_chunk(job_id, from_batch)
+        listed, from_batch = runtime.store.listing_position(job_id)
+        if listed:
+            break
+    items = []
+    for raw in reversed(client.lrange(QUEUE, 0, -1)):  # LPUSHed: oldest last
+        message = json.loads(raw)
+        if message["headers"]["task"] == "arcnn.restore_batch":
+            items += json.loads(base64.b64decode(message["body"]))[0][2]
+    client.delete(QUEUE)
+    source = LocalStorage(parse_location(str(src)))
+    whole = {n.item.key: n.name for g in planned(source, parse_location(str(dest)), spec) for n in g}
+    assert [item[0] for item in items] == keys  # each key once, in order
+    assert {item[0]: item[2] for item in items} == whole
+    assert whole["b.png"] == "b.png.png" and whole["a4.jpg"] == "a4.png"

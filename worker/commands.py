@@ -210,7 +210,7 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
     Same selection, skipping, retries and output metadata as a queued job. Exits 1 if any key
     failed; the failed keys and reasons are printed.
     """
-    from worker.listing import selected
+    from worker.listing import planned
     from worker.pipeline import Pipeline, Work
     from worker.storage import open_storage
 
@@ -222,7 +222,8 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
         pipeline.models.check(model)
     except ArcnnError as error:
         raise click.ClickException(str(error)) from error
-    works = (Work(source, target, obj.key, obj.etag, spec) for obj in selected(source, dest_location, spec))
+    works = (Work(source, target, named.item.key, named.item.etag, spec, name=named.name, clash=named.clash)
+             for group in planned(source, dest_location, spec) for named in group)
     counts: Counter[str] = Counter()
     failures: dict[str, dict[str, str]] = {}
     start = time.perf_counter()
@@ -254,4 +255,3 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
             click.echo(f"FAILED {key}: {failure['reason']}: {failure['error']}", err=True)
     if failures:
         sys.exit(1)
-

@@ -1,6 +1,8 @@
-"""What a job covers: validating SRC/DEST and streaming the selected source keys.
+"""What a job covers: validating SRC/DEST and streaming the selected source keys with their
+output names.
 
-Used by the Celery listing task and by ``arcnn run`` alike, so both select exactly the same keys.
+Used by the Celery listing task and by ``arcnn run`` alike, so both select exactly the same keys
+and name their outputs the same way (:mod:`arcnn.naming`, also used by ``arcnn restore DIR``).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from arcnn.images import EXTENSIONS
+from arcnn.naming import Named, output_names
 from worker.jobs import JobSpec
 from worker.locations import Location, LocationError, check_disjoint, is_selected, parse_location
 from worker.storage import ObjectInfo, Storage
@@ -36,6 +39,17 @@ def selected(source: Storage, dest: Location, spec: JobSpec, start_after: str = 
             continue
         if is_selected(relative, spec.include):
             yield obj
+
+
+def planned(source: Storage, dest: Location, spec: JobSpec,
+            start_after: str = "") -> Iterator[list[Named[ObjectInfo]]]:
+    """:func:`selected`, with each key's output name, in groups that later keys cannot rename.
+
+    A listing resumed after the last key of a group (``start_after``) names the rest exactly as
+    one uninterrupted listing would, which is what lets the Celery lister work in chunks.
+    """
+    return output_names(selected(source, dest, spec, start_after),
+                        lambda obj: source.location.relative(obj.key), EXTENSIONS[spec.fmt])
 
 
 def _under(src: Location, dest: Location, key: str) -> bool:

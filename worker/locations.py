@@ -15,9 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from arcnn.errors import ArcnnError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
-"""Keys picked by default (case-insensitive) when no ``--include`` glob is given."""
+from arcnn.naming import is_image_name
 
 
 class LocationError(ArcnnError):
@@ -93,27 +91,35 @@ def check_disjoint(src: Location, dest: Location) -> None:
 
 
 def is_selected(relative_key: str, include: str | None) -> bool:
-    """Whether a listed key is work: matches ``include`` if given, else has an image suffix."""
+    """Whether a listed key is work: matches ``include`` if given, else has an image suffix
+    (:data:`arcnn.naming.IMAGE_SUFFIXES`, the same rule as ``arcnn restore DIR``)."""
     if relative_key == "" or relative_key.endswith("/"):
         return False  # folder markers
     if include is not None:
         return fnmatch.fnmatchcase(relative_key, include)
-    return relative_key.lower().endswith(IMAGE_SUFFIXES)
+    return is_image_name(relative_key)
 
 
-def output_key(dest: Location, relative_key: str, extension: str) -> str:
-    """The destination key for a source key relative to SRC, with its extension replaced.
+def output_key(dest: Location, relative_key: str, name: str) -> str:
+    """The destination key of a source key relative to SRC, whose output name (relative, from
+    :func:`arcnn.naming.output_names`) is ``name``.
 
     Raises :class:`UnsafeKeyError` for keys that are absolute, contain ``.``/``..``/empty segments,
     backslashes or control characters: harmless-looking on S3, they become path traversal as soon
     as the destination is a local folder, and there is no legitimate image key that needs them.
+    The name travels in queue messages, so it is checked like the key and must sit beside it.
     """
+    _check_safe(relative_key)
+    _check_safe(name)
+    if posixpath.dirname(name) != posixpath.dirname(relative_key):
+        raise UnsafeKeyError(f"output name {name!r} is not beside its source {relative_key!r}")
+    return dest.prefix + name
+
+
+def _check_safe(relative_key: str) -> None:
     if not relative_key or relative_key.startswith("/") or "\\" in relative_key:
         raise UnsafeKeyError(f"unsafe key {relative_key!r}")
     if any(ord(c) < 32 or c == "\x7f" for c in relative_key):
         raise UnsafeKeyError(f"unsafe key {relative_key!r}: control characters")
-    parts = relative_key.split("/")
-    if any(part in ("", ".", "..") for part in parts):
+    if any(part in ("", ".", "..") for part in relative_key.split("/")):
         raise UnsafeKeyError(f"unsafe key {relative_key!r}: empty, '.' or '..' segment")
-    stem, _ = posixpath.splitext(relative_key)
-    return dest.prefix + stem + extension

@@ -30,8 +30,9 @@ from PIL import Image
 
 from arcnn.errors import ArcnnError, BadImageError, NoWeightsError, TooLargeError
 from arcnn.images import EXTENSIONS, decode_image, encode_image
+from arcnn.naming import NameClashError, Named, plain_name
 from arcnn.registry import bundled
-from arcnn.restoration import CHROMA_MODEL, PASSTHROUGH, Restorer, resolve_device
+from arcnn.restoration import PASSTHROUGH, Restorer, resolve_device
 from arcnn.settings import Settings
 from worker import metrics
 from worker.batching import BatchingRestorer
@@ -72,6 +73,10 @@ class Work:
     """Called when the key is about to start; may raise :class:`Settled` or :class:`PoisonError`."""
     tag: object = None
     """The caller's identifier, handed back in the result."""
+    name: str | None = None
+    """Output name relative to DEST (:mod:`arcnn.naming`); None: the plain name of the key."""
+    clash: str = ""
+    """Set when another key of the job holds this key's output name: the key fails as collision."""
     sink: queue.Queue | None = field(default=None, repr=False)
 
 
@@ -136,7 +141,8 @@ class Models:
         device = str(resolve_device(settings.device))
         self.threads = settings.infer_threads or (2 if device.startswith("cuda") else 1)
         options = {"device": device, "tile": settings.tile, "batch_size": settings.batch_size,
-                   "precision": settings.precision, "chroma": settings.chroma}
+                   "precision": settings.precision, "chroma": settings.chroma, "tier": settings.tier,
+                   "default_model": settings.default_model, "auto_max_quality": settings.auto_max_quality}
         self.restorer = (
             BatchingRestorer("auto", max_batch=settings.batch_size * self.threads, **options)
             if self.threads > 1 else Restorer("auto", **options)
@@ -169,7 +175,7 @@ class Models:
         choice = self.restorer.choose(image, None if spec == "auto" else spec)
         self.load(choice.luma)
         if choice.chroma is not None:
-            self.load(CHROMA_MODEL)
+            self.load(choice.chroma_model)
         return choice.label, self.restorer.restore(image, choice)
 
 
@@ -288,9 +294,10 @@ class Pipeline:
 
     def _fetch_decode(self, work: Work) -> _Decoded | None:
         """Fetch and decode, or finish the item as skipped (returning None)."""
-        out_key = output_key(
-            work.dest.location, work.source.location.relative(work.key), EXTENSIONS[work.spec.fmt]
-        )
+        relative = work.source.location.relative(work.key)
+        name = Named(work, relative, None, work.clash).output_name() if work.clash else (
+            work.name or plain_name(relative, EXTENSIONS[work.spec.fmt]))
+        out_key = output_key(work.dest.location, relative, name)
         retries, backoff = self.settings.max_retries, self.settings.retry_backoff
         if not work.spec.overwrite:
             recorded = retrying(lambda: work.dest.metadata(out_key), retries, backoff)
@@ -341,6 +348,8 @@ class Pipeline:
             reason = "too_large" if isinstance(error, TooLargeError) else "bad_image"
         elif isinstance(error, UnsafeKeyError):
             reason = "unsafe_key"
+        elif isinstance(error, NameClashError):
+            reason = "collision"
         elif isinstance(error, NoWeightsError):
             reason = "no_weights"
         elif isinstance(error, StorageError):  # permanent, or transient with retries exhausted

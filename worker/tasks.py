@@ -23,7 +23,7 @@ from arcnn.errors import ArcnnError
 from arcnn.settings import Settings, get_settings
 from worker.app import QUEUE, app
 from worker.jobs import TERMINAL, JobSpec, JobStore
-from worker.listing import selected, validate
+from worker.listing import planned, validate
 from worker.pipeline import Pipeline, PoisonError, Settled, Work
 from worker.storage import Storage, open_storage
 
@@ -60,15 +60,21 @@ class Runtime:
                 self.pipeline.models.check(spec.model)  # fail the job now if the model cannot load
             sent, cursor = self.store.list_cursor(job_id)
             batch: list[list[str]] = []
-            for obj in selected(source, dest.location, spec, start_after=cursor):
-                batch.append([obj.key, obj.etag])
-                if len(batch) == self.settings.list_batch:
-                    self._send(job_id, sent, batch)
-                    sent, batch = sent + 1, []
-                    if sent - from_batch >= LIST_CHUNK:
-                        list_job.apply_async(args=[job_id, sent], queue=QUEUE)
-                        self.store.continued(job_id, sent)
-                        return
+            for group in planned(source, dest.location, spec, start_after=cursor):
+                for named in group:
+                    batch.append([named.item.key, named.item.etag, named.name or "", named.clash])
+                    if len(batch) == self.settings.list_batch:
+                        self._send(job_id, sent, batch)
+                        sent, batch = sent + 1, []
+                if sent - from_batch >= LIST_CHUNK:
+                    # Cut only between naming groups: the continuation resumes after a key
+                    # whose group is complete, so it names the rest as one listing would.
+                    if batch:
+                        self._send(job_id, sent, batch)
+                        sent, batch = sent + 1, []
+                    list_job.apply_async(args=[job_id, sent], queue=QUEUE)
+                    self.store.continued(job_id, sent)
+                    return
             if batch:
                 self._send(job_id, sent, batch)
         except (ArcnnError, KeyError) as error:  # bad location, listing failed, no such model
@@ -93,10 +99,12 @@ class Runtime:
             if starts > self.settings.max_deliveries:
                 raise PoisonError(f"started {starts - 1} times without finishing (worker lost each time)")
 
-        works = [
-            Work(source, dest, key, etag, spec, job_id, gate=lambda i=i: gate(i), tag=i)
-            for i, (key, etag) in enumerate(items)
-        ]
+        works = []
+        for i, item in enumerate(items):
+            # [key, etag, output name, clash]; a message from before names were sent has two.
+            key, etag, name, clash = (*item, "", "")[:4]
+            works.append(Work(source, dest, key, etag, spec, job_id, gate=lambda i=i: gate(i), tag=i,
+                              name=name or None, clash=clash))
         unsettled = 0
         for result in self.pipeline.run(works):
             if result.outcome is not None:

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import copy
 import threading
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -56,13 +58,32 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def default_precision(device: torch.device | str) -> str:
-    """``auto`` precision for a device: fp16 on CUDA, float32 on CPU.
+def cpu_has_amx(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 matrices in AMX tiles (Intel Sapphire Rapids and later).
 
-    bf16 on CPU is offered (it is about twice as fast where the CPU has it) but opt-in until its
-    PSNR cost is measured for the shipped models; docs/performance.md records that measurement.
+    Read from the kernel's CPU flags (``amx_bf16``); elsewhere, torch's own probe if it has one.
+    ``cpuinfo`` is the text of /proc/cpuinfo, for tests.
     """
-    return "fp16" if torch.device(device).type == "cuda" else "fp32"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+            return bool(probe and probe())
+    return any(line.startswith("flags") and "amx_bf16" in line.split() for line in cpuinfo.splitlines())
+
+
+@lru_cache(maxsize=None)
+def default_precision(device: torch.device | str) -> str:
+    """``auto`` precision for a device: fp16 on CUDA, bf16 on CPUs with AMX, fp32 on other CPUs.
+
+    With AMX, bf16 convolutions run several times faster than fp32 for a PSNR cost far below what
+    anyone can see (docs/performance.md measures both per bundled model). Without AMX, bf16 was
+    faster on one CPU and slower on another, so fp32 stays the default there.
+    """
+    if torch.device(device).type == "cuda":
+        return "fp16"
+    return "bf16" if cpu_has_amx() else "fp32"
 
 
 def _conv_copy(conv: nn.Module, dtype: torch.dtype, channels_last: bool, scale: float = 1.0) -> nn.Module:

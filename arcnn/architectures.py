@@ -226,6 +226,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "arcnn5": Architecture("arcnn5", "five-layer AR-CNN 9-7-3-1-5 (64-32-16-16)",
                            {"type": "convnet", "spec": "9-7-3-1-5"}),
     "fast-arcnn": Architecture("fast-arcnn", "Fast AR-CNN (stride 2, 64-32-32-64)", {"type": "fast"}),
+    "chroma": Architecture("chroma", "luma-guided chroma network (half resolution, 5-5-5-5-3, 64 wide)",
+                           {"type": "chroma", "kernels": [5, 5, 5, 5, 3], "widths": [64, 64, 64, 64]}),
+    "chroma-fast": Architecture("chroma-fast", "fast-tier chroma network (half resolution, 5-5-5-3, 32 wide)",
+                                {"type": "chroma", "kernels": [5, 5, 5, 3], "widths": [32, 32, 32]}),
 }
 
 

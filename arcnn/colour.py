@@ -63,14 +63,53 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def ycbcr_to_rgb_uint8(ycc: np.ndarray, band: int = 256) -> np.ndarray:
-    """``to_uint8(ycbcr_to_rgb(ycc))`` for an (H, W, 3) image, ``band`` rows at a time.
+BAND_PIXELS = 1 << 14
+"""Pixels converted at once by the banded conversions: their float64 temporaries stay a few MB
+whatever the image size."""
+
+
+def _band_rows(width: int, band: int | None) -> int:
+    return band or max(1, BAND_PIXELS // max(width, 1))
+
+
+def ycbcr_to_rgb_uint8(ycc: np.ndarray, band: int | None = None) -> np.ndarray:
+    """``to_uint8(ycbcr_to_rgb(ycc))`` for an (H, W, 3) image, ``band`` rows at a time (default:
+    :data:`BAND_PIXELS` worth).
 
     Every pixel is converted on its own, so the result is identical; but only a band's float
-    temporaries exist at once instead of three float64 copies of the whole image (for a 50 MP
-    photo that is ~3.5 GiB less at the peak of a restore).
+    temporaries exist at once instead of three float64 copies of the whole image.
     """
     out = np.empty(ycc.shape, dtype=np.uint8)
+    band = _band_rows(ycc.shape[1], band)
     for top in range(0, ycc.shape[0], band):
         out[top:top + band] = to_uint8(ycbcr_to_rgb(ycc[top:top + band]))
+    return out
+
+
+def rgb_to_ycbcr_planes(rgb: np.ndarray, band: int | None = None) -> np.ndarray:
+    """(H, W, 3) RGB -> (3, H, W) float32 JFIF YCbCr planes, ``band`` rows at a time.
+
+    The product's colour path: float32 planes hold a photo in 12 bytes per pixel where the
+    float64 (H, W, 3) image and its temporaries held 48, and each plane is contiguous, which is
+    what the tiler copies windows from.
+    """
+    h, w = rgb.shape[:2]
+    out = np.empty((3, h, w), dtype=np.float32)
+    band = _band_rows(w, band)
+    for top in range(0, h, band):
+        out[:, top:top + band] = np.moveaxis(rgb_to_ycbcr(rgb[top:top + band]), -1, 0)
+    return out
+
+
+def ycbcr_planes_to_rgb_uint8(planes: np.ndarray, alpha: np.ndarray | None = None,
+                              band: int | None = None) -> np.ndarray:
+    """(3, H, W) YCbCr planes -> (H, W, 3) uint8 RGB, or (H, W, 4) with ``alpha`` (H x W uint8)
+    as the fourth channel, converted ``band`` rows at a time (rounded as :func:`to_uint8`)."""
+    _, h, w = planes.shape
+    out = np.empty((h, w, 3 if alpha is None else 4), dtype=np.uint8)
+    band = _band_rows(w, band)
+    for top in range(0, h, band):
+        out[top:top + band, :, :3] = to_uint8(ycbcr_to_rgb(np.moveaxis(planes[:, top:top + band], 0, -1)))
+    if alpha is not None:
+        out[..., 3] = alpha
     return out

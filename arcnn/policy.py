@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-POLICY_FILE = Path(__file__).parent / "auto_policy.json"
+CHROMA_MODES = ("auto", "restore", "passthrough")
+"""How colour images' Cb/Cr are handled: the policy's choice, the chroma network always, never."""
+TIERS = ("standard", "fast")
+"""Model families ``auto`` chooses from: ``standard`` (AR-CNN ``jpeg-qN`` + ``colour``) or
+``fast`` (Fast AR-CNN ``fast-arcnn-qN`` + ``colour-fast``: several times cheaper per pixel for a
+smaller gain; docs/performance.md measures both). Each has its own measured policy."""
+POLICY_FILES = {"standard": Path(__file__).parent / "auto_policy.json",
+                "fast": Path(__file__).parent / "auto_policy-fast.json"}
+POLICY_FILE = POLICY_FILES["standard"]
 
 
 @dataclass(frozen=True)
@@ -52,9 +60,10 @@ def _column(subsampled: bool) -> str:
     return "4:2:0" if subsampled else "4:4:4"
 
 
-@lru_cache(maxsize=1)
-def shipped_policy() -> AutoPolicy | None:
-    """The measured policy shipped with the package, or None if it is absent."""
-    if not POLICY_FILE.exists():
+@lru_cache(maxsize=len(TIERS))
+def shipped_policy(tier: str = "standard") -> AutoPolicy | None:
+    """The measured policy of ``tier`` shipped with the package, or None if it is absent."""
+    path = POLICY_FILES[tier]
+    if not path.exists():
         return None
-    return AutoPolicy.from_json(json.loads(POLICY_FILE.read_text()))
+    return AutoPolicy.from_json(json.loads(path.read_text()))

@@ -21,21 +21,21 @@ from PIL import Image
 from torch import nn
 
 from arcnn.acceleration import CudaGraphed, default_precision, prepare
-from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr, studio_to_full_luma, to_uint8, ycbcr_to_rgb_uint8
+from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
-from arcnn.policy import AutoPolicy, shipped_policy
+from arcnn.policy import CHROMA_MODES, TIERS, AutoPolicy, shipped_policy
 from arcnn.registry import bundled, is_bundled, load_named
-from arcnn.settings import CHROMA_MODES, get_settings
 from arcnn.tiling import restore_plane, restore_planes
-
-_QUALITY_MODEL = re.compile(r"^jpeg-q(\d+)$")
 
 PASSTHROUGH = "passthrough"
 """Pseudo-model name: the image goes out as it came in (re-encoded, metadata kept). ``auto``
 picks it where every bundled model was measured to make the input worse (docs/model-choice.md)."""
 
-CHROMA_MODEL = "colour"
-"""The bundled chroma network."""
+CHROMA_MODELS = {"standard": "colour", "fast": "colour-fast"}
+"""The bundled chroma network of each tier."""
+CHROMA_MODEL = CHROMA_MODELS["standard"]
+
+_QUALITY_MODELS = {"standard": re.compile(r"^jpeg-q(\d+)$"), "fast": re.compile(r"^fast-arcnn-q(\d+)$")}
 
 GREY_MODES = ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I")
 
@@ -47,13 +47,14 @@ class Choice:
 
     luma: str
     chroma: tuple[int, bool] | None = None
+    chroma_model: str = CHROMA_MODEL
 
     @property
     def label(self) -> str:
         """The name jobs and reports record: ``jpeg-q20+colour``, ``colour`` (chroma only), ..."""
         if self.chroma is None:
             return self.luma
-        return CHROMA_MODEL if self.luma == PASSTHROUGH else f"{self.luma}+{CHROMA_MODEL}"
+        return self.chroma_model if self.luma == PASSTHROUGH else f"{self.luma}+{self.chroma_model}"
 
 
 def condition_planes(quality: int, subsampled: bool, shape: tuple[int, int]) -> np.ndarray:
@@ -73,18 +74,19 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def nearest_quality_model(quality: int | None, names: list[str]) -> str | None:
-    """The ``jpeg-qN`` model whose N is nearest ``quality`` (ties go to the lower quality)."""
+def nearest_quality_model(quality: int | None, names: list[str], tier: str = "standard") -> str | None:
+    """The tier's ``jpeg-qN`` (``fast-arcnn-qN``) model whose N is nearest ``quality`` (ties go
+    to the lower quality)."""
     if quality is None:
         return None
-    candidates = [(int(m.group(1)), n) for n in names if (m := _QUALITY_MODEL.match(n))]
+    candidates = [(int(m.group(1)), n) for n in names if (m := _QUALITY_MODELS[tier].match(n))]
     if not candidates:
         return None
     return min(candidates, key=lambda c: (abs(c[0] - quality), c[0]))[1]
 
 
 def auto_model(quality: int | None, names: list[str], default: str, max_quality: int,
-               policy: AutoPolicy | None = None, subsampled: bool = True) -> str:
+               policy: AutoPolicy | None = None, subsampled: bool = True, tier: str = "standard") -> str:
     """The luminance model ``--model auto`` applies to an input of estimated JPEG quality ``quality``.
 
     A JPEG gets the model the measured policy names for its quality and chroma subsampling
@@ -92,49 +94,61 @@ def auto_model(quality: int | None, names: list[str], default: str, max_quality:
     helped on validation).
     Above ``max_quality`` (``ARCNN_AUTO_MAX_QUALITY``, an operator's cut) it passes through. An
     input without JPEG tables (PNG, WebP, ...) gets ``default`` (``ARCNN_DEFAULT_MODEL``, itself
-    passthrough unless an operator knows better).
+    passthrough unless an operator knows better). ``tier`` picks the model family and its policy.
     """
     if quality is None:
         return default
     if quality > max_quality:
         return PASSTHROUGH
-    policy = policy or shipped_policy()
+    policy = policy or shipped_policy(tier)
     if policy is not None:
         choice = policy.luma_model(quality, subsampled)
         if choice == PASSTHROUGH or choice in names:
             return choice
-    return nearest_quality_model(quality, names) or default
+    return nearest_quality_model(quality, names, tier) or default
 
 
 class Restorer:
     """Holds loaded models and restores PIL images with them.
 
     Models are loaded through :func:`arcnn.acceleration.prepare` (channels-last, fast heads,
-    ``precision``: ``auto`` is fp16 on CUDA and float32 on CPU); ``cuda_graphs`` replays each
-    tile shape as a CUDA graph.
+    ``precision``: ``auto`` is fp16 on CUDA, bf16 on CPUs with AMX and float32 on other CPUs);
+    ``cuda_graphs`` replays each tile shape as a CUDA graph. The library reads no environment:
+    what ``auto`` does with inputs it cannot place (``default_model``) and the operator's quality
+    cut (``auto_max_quality``) are passed in by the commands, from the settings.
     """
 
     def __init__(self, model: str = "auto", device: str = "auto", tile: int = 512,
                  batch_size: int = 4, chroma: str = "auto", precision: str = "auto",
-                 cuda_graphs: bool = False) -> None:
+                 cuda_graphs: bool = False, *, tier: str = "standard", default_model: str = PASSTHROUGH,
+                 auto_max_quality: int = 100) -> None:
         if chroma not in CHROMA_MODES:
             raise ValueError(f"chroma must be one of {', '.join(CHROMA_MODES)}, not {chroma!r}")
+        if tier not in TIERS:
+            raise ValueError(f"tier must be one of {', '.join(TIERS)}, not {tier!r}")
         self.default = model
         self.device = str(resolve_device(device))
-        self.tile, self.batch_size, self.chroma = tile, batch_size, chroma
+        self.tile, self.batch_size, self.chroma, self.tier = tile, batch_size, chroma, tier
+        self.default_model, self.auto_max_quality = default_model, auto_max_quality
         self.precision = default_precision(self.device) if precision == "auto" else precision
         self.cuda_graphs = cuda_graphs and self.device.startswith("cuda")
         self._models: dict[str, nn.Module] = {}
         self.cards: dict[str, dict] = {}
+        self._names: list[str] | None = None
 
     @classmethod
-    def load(cls, model: str = "auto", device: str = "auto", tile: int = 512, batch_size: int = 4,
-             chroma: str = "auto", precision: str = "auto", cuda_graphs: bool = False) -> "Restorer":
-        """Build a restorer and load its fixed model now (``auto`` loads per image, on demand)."""
-        restorer = cls(model, device, tile, batch_size, chroma, precision, cuda_graphs)
+    def load(cls, model: str = "auto", *args, **options) -> "Restorer":
+        """Build a restorer (same arguments) and load its fixed model now (``auto`` loads per
+        image, on demand)."""
+        restorer = cls(model, *args, **options)
         if model not in ("auto", PASSTHROUGH):
             restorer.model(model)
         return restorer
+
+    @property
+    def chroma_model(self) -> str:
+        """This tier's chroma network."""
+        return CHROMA_MODELS[self.tier]
 
     @property
     def model_names(self) -> list[str]:
@@ -152,13 +166,13 @@ class Restorer:
         """The model for this image: the fixed one, or for ``auto`` :func:`auto_model`'s choice."""
         if self.default != "auto":
             return self.default
-        names = list(bundled())
-        if not names:
+        if self._names is None:  # the bundled models do not change while a process runs
+            self._names = list(bundled())
+        if not self._names:
             raise NoWeightsError("no trained weights are bundled with this installation; "
                                  "train one with `arcnn train --config training/configs/jpeg-q10.toml`")
-        settings = get_settings()
-        return auto_model(img.info.get("jpeg_quality"), names, settings.default_model,
-                          settings.auto_max_quality, subsampled=bool(img.info.get("jpeg_subsampled")))
+        return auto_model(img.info.get("jpeg_quality"), self._names, self.default_model, self.auto_max_quality,
+                          subsampled=bool(img.info.get("jpeg_subsampled")), tier=self.tier)
 
     def choose_chroma(self, img: Image.Image) -> tuple[int, bool] | None:
         """The chroma network's conditions (quality, subsampled) for this image, or None.
@@ -174,9 +188,9 @@ class Restorer:
         subsampled = bool(img.info.get("jpeg_subsampled", True))
         if self.chroma == "restore":
             return (quality or 50, subsampled)
-        if quality is None or quality > get_settings().auto_max_quality or not is_bundled(CHROMA_MODEL):
+        if quality is None or quality > self.auto_max_quality or not is_bundled(self.chroma_model):
             return None
-        policy = shipped_policy()
+        policy = shipped_policy(self.tier)
         return (quality, subsampled) if policy is not None and policy.use_chroma(quality, subsampled) else None
 
     def choose(self, img: Image.Image, model: str | None = None) -> Choice:
@@ -186,26 +200,32 @@ class Restorer:
         if spec == PASSTHROUGH:  # asked for by name: the image goes out as it came in
             return Choice(PASSTHROUGH)
         if spec == "auto":
-            return Choice(self.choose_model(img), self.choose_chroma(img))
+            return Choice(self.choose_model(img), self.choose_chroma(img), self.chroma_model)
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
         # the policy measured its own luma choices with the chroma network, not arbitrary models
-        return Choice(spec, self.choose_chroma(img) if self.chroma == "restore" else None)
+        return Choice(spec, self.choose_chroma(img) if self.chroma == "restore" else None, self.chroma_model)
 
     def _plane(self, net: nn.Module, plane: np.ndarray) -> np.ndarray:
         return restore_plane(net, plane, self.tile, self.batch_size, self.device)
 
     def restore_luma(self, name: str, y: np.ndarray) -> np.ndarray:
-        """A colour image's full-range (JFIF) Y restored by the luminance model ``name``.
+        """A colour image's full-range (JFIF) Y restored by the luminance model ``name`` (float32).
 
         The luma models learned on studio-range Y (16-235), so Y is mapped into that range and
         back; on BSDS500 val that gains more than feeding full-range Y (docs/colour.md).
         """
-        return studio_to_full_luma(self._plane(self.model(name), full_to_studio_luma(y)))
+        restored = self._plane(self.model(name), full_to_studio_luma(y))
+        restored -= 16.0  # studio_to_full_luma, in place: no second image-sized plane
+        restored *= 255.0 / 219.0
+        return restored
 
-    def restore_chroma(self, ycc: np.ndarray, conditions: tuple[int, bool]) -> np.ndarray:
-        """Restored Cb/Cr (2 x H x W float32) of an H x W x 3 YCbCr image."""
-        stack = [ycc[..., 0], ycc[..., 1], ycc[..., 2], *condition_planes(*conditions, ycc.shape[:2])]
-        return restore_planes(self.model(CHROMA_MODEL), [stack], self.tile, self.batch_size, self.device)[0]
+    def restore_chroma(self, ycc: np.ndarray, conditions: tuple[int, bool], model: str | None = None) -> np.ndarray:
+        """Restored Cb/Cr (2 x H x W float32) of a YCbCr image given as 3 x H x W planes
+        (:func:`~arcnn.colour.rgb_to_ycbcr_planes`), by ``model`` (default: this tier's chroma
+        network)."""
+        stack = [*ycc, *condition_planes(*conditions, ycc.shape[1:])]
+        net = self.model(model or self.chroma_model)
+        return restore_planes(net, [stack], self.tile, self.batch_size, self.device)[0]
 
     def restore(self, img: Image.Image, model: str | Choice | None = None) -> Image.Image:
         """Restore one image; output has the input's mode family and keeps EXIF/ICC info.
@@ -225,20 +245,28 @@ class Restorer:
             restored = self._plane(net, plane / scale) * scale
             out = Image.fromarray(np.clip(np.floor(restored + 0.5), 0, 65535).astype(np.uint16))
         elif mode in ("1", "L", "LA"):
-            planes = np.asarray(img.convert("LA"))
+            # Pillow holds LA in 4 bytes a pixel: only images with alpha pay for it
+            planes = np.asarray(img.convert("LA")) if mode == "LA" else np.asarray(img.convert("L"))[..., None]
             y = to_uint8(self._plane(net, planes[..., 0]))
             out = Image.fromarray(y) if mode != "LA" else Image.fromarray(np.dstack([y, planes[..., 1]]), "LA")
         else:
-            has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
-            rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
-            ycc = rgb_to_ycbcr(rgba[..., :3])
-            chroma = self.restore_chroma(ycc, choice.chroma) if choice.chroma is not None else None
-            if net is not None:
-                ycc[..., 0] = self.restore_luma(name, ycc[..., 0])
-            if chroma is not None:
-                ycc[..., 1], ycc[..., 2] = chroma
-            rgb = ycbcr_to_rgb_uint8(ycc)
-            out = Image.fromarray(np.dstack([rgb, rgba[..., 3]]) if has_alpha else rgb,
-                                  "RGBA" if has_alpha else "RGB")
+            out = self._restore_colour(img, choice, net)
         out.info = {k: v for k, v in img.info.items() if k in ("exif", "icc_profile", "dpi")}
         return out
+
+    def _restore_colour(self, img: Image.Image, choice: Choice, net: nn.Module | None) -> Image.Image:
+        """A colour image through float32 YCbCr planes, restored in place one network at a time
+        (chroma first: it is guided by the decoded luma), so that at most one image-sized
+        network output exists beside the planes."""
+        mode = img.mode
+        has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
+        target = "RGBA" if has_alpha else "RGB"
+        rgba = np.asarray(img if mode == target else img.convert(target))
+        ycc = rgb_to_ycbcr_planes(rgba[..., :3])
+        alpha = rgba[..., 3].copy() if has_alpha else None
+        del rgba
+        if choice.chroma is not None:
+            ycc[1:] = self.restore_chroma(ycc, choice.chroma, choice.chroma_model)
+        if net is not None:
+            ycc[0] = self.restore_luma(choice.luma, ycc[0])
+        return Image.fromarray(ycbcr_planes_to_rgb_uint8(ycc, alpha), target)

@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-CHROMA_MODES = ("auto", "restore", "passthrough")
+from arcnn.policy import CHROMA_MODES, TIERS
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,15 @@ class Settings:
     chroma: str = "auto"
     """Colour images' Cb/Cr: ``auto`` runs the chroma network where the measured policy says it
     helps, ``restore`` on every colour image, ``passthrough`` never (docs/colour.md)."""
+    tier: str = "standard"
+    """Model family ``auto`` picks from: ``standard`` (AR-CNN) or ``fast`` (Fast AR-CNN and a
+    smaller chroma network: several times the throughput for a smaller gain; docs/performance.md)."""
     device: str = "auto"
     """Inference device: cpu, cuda, or auto (cuda when available)."""
     precision: str = "auto"
-    """Inference precision: auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 (GPUs, and CPUs where
-    ``python -m bench.per_core`` shows it faster: 4.4x with AMX, 2.2x and 0.57x on two CPUs without;
-    +0.00006 dB on LIVE1 q10), or fp16 (GPUs)."""
+    """Inference precision: auto (fp16 on CUDA, bf16 on CPUs with AMX, fp32 on other CPUs), fp32,
+    bf16 (GPUs, and CPUs where ``python -m bench.per_core`` shows it faster), or fp16 (GPUs).
+    docs/performance.md has what reduced precision costs in PSNR."""
     tile: int = 512
     """Tile side in pixels for inference; memory is bounded by this, not the image."""
     batch_size: int = 4
@@ -77,6 +80,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.chroma not in CHROMA_MODES:
             raise ValueError(f"ARCNN_CHROMA must be one of {', '.join(CHROMA_MODES)}, not {self.chroma!r}")
+        if self.tier not in TIERS:
+            raise ValueError(f"ARCNN_TIER must be one of {', '.join(TIERS)}, not {self.tier!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"ARCNN_PRECISION must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if not 0 <= self.png_compress_level <= 9:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from arcnn.architectures import ARCHITECTURES, ConvNet, FastARCNN, build, parse_spec
+from arcnn.cards import ModelCard
 from arcnn.registry import load_model, load_named, save_model
 
 
@@ -25,8 +26,9 @@ def test_relatives_radius(spec, radius):
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_output_is_input_minus_twice_radius(name):
     model = ARCHITECTURES[name].build()
-    x = torch.rand(2, 1, 2 * model.radius + 21, 2 * model.radius + 16)
-    assert model(x).shape == (2, 1, 21, 16)
+    c_in, c_out = getattr(model, "in_channels", 1), getattr(model, "out_channels", 1)
+    x = torch.rand(2, c_in, 2 * model.radius + 22, 2 * model.radius + 16)
+    assert model(x).shape == (2, c_out, 22, 16)
 
 
 def test_fast_arcnn_is_much_cheaper():
@@ -47,7 +49,7 @@ def test_residual_model_starts_near_identity():
 
 def test_weights_round_trip_without_pickle(tmp_path):
     model = build({"type": "convnet", "spec": "9-1-5", "residual": True})
-    save_model(model, tmp_path / "m.safetensors", {"name": "m", "steps": 3})
+    save_model(model, tmp_path / "m.safetensors", ModelCard(name="m", steps=3))
     card = json.loads((tmp_path / "m.json").read_text())
     assert card["config"]["spec"] == "9-1-5" and card["steps"] == 3
     assert (tmp_path / "m.safetensors").read_bytes()[:8] != b"\x80\x02\x80\x03"[:8]  # not a pickle

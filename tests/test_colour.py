@@ -37,3 +37,18 @@ def test_banded_conversion_equals_whole_image_conversion():
 def test_to_uint8_leaves_its_input_alone():
     x = np.array([[0.4, 254.6]], dtype=np.float32)
     assert to_uint8(x).tolist() == [[0, 255]] and x.tolist() == [[np.float32(0.4), np.float32(254.6)]]
+
+
+def test_float32_planes_convert_as_the_float64_image_does():
+    """The product's planes path gives the float64 (H, W, 3) functions' result to float32
+    precision, and the same pixels back in uint8 (band edges included), alpha appended as is."""
+    from arcnn.colour import rgb_to_ycbcr_planes, ycbcr_planes_to_rgb_uint8
+
+    rgb = np.random.default_rng(3).integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    planes = rgb_to_ycbcr_planes(rgb, band=8)
+    assert planes.dtype == np.float32 and planes.shape == (3, 37, 29)
+    assert np.allclose(np.moveaxis(planes, 0, -1), rgb_to_ycbcr(rgb), atol=1e-4)
+    assert np.array_equal(ycbcr_planes_to_rgb_uint8(planes, band=8), rgb)
+    alpha = np.arange(37 * 29, dtype=np.uint8).reshape(37, 29)
+    rgba = ycbcr_planes_to_rgb_uint8(planes, alpha, band=5)
+    assert np.array_equal(rgba[..., :3], rgb) and np.array_equal(rgba[..., 3], alpha)

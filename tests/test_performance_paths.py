@@ -25,6 +25,7 @@ from arcnn.tiling import restore_plane, restore_planes, restore_whole
 
 ROOT = Path(__file__).resolve().parents[1]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+LUMA = [n for n, a in ARCHITECTURES.items() if a.config["type"] != "chroma"]  # chroma: test_chroma.py
 
 
 def _model(name: str, residual: bool) -> nn.Module:
@@ -52,7 +53,7 @@ def test_subpixel_head_equals_deconvolution():
     assert torch.allclose(out, ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", list(ARCHITECTURES))
+@pytest.mark.parametrize("name", LUMA)
 @pytest.mark.parametrize("residual", [False, True])
 def test_fp32_fast_path_matches_model(name, residual):
     """Same maths, other kernels: only summation order differs."""
@@ -66,7 +67,7 @@ def test_fp32_fast_path_matches_model(name, residual):
     assert (out - ref).abs().max().item() <= 1e-5 * scale
 
 
-@pytest.mark.parametrize("name", list(ARCHITECTURES))
+@pytest.mark.parametrize("name", LUMA)
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_fast_path_tiles_equal_its_whole_image(name, precision):
     """Tiling stays exact for prepared models with parallel CPU workers: to float rounding in
@@ -176,3 +177,11 @@ def test_bench_scripts_run_quick(script, tmp_path, monkeypatch):
     runpy.run_module(f"bench.{script}", run_name="__main__")
     result = json.loads(out.read_text())
     assert result["benchmark"] == script and "machine" in result
+
+
+def test_auto_precision_is_bf16_only_on_cpus_with_amx():
+    from arcnn.acceleration import cpu_has_amx
+
+    amx = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+    no_amx = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\nbugs\t\t: amx_bf16_is_not_a_flag_here\n"
+    assert cpu_has_amx(amx) and not cpu_has_amx(no_amx) and not cpu_has_amx("")

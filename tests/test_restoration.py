@@ -134,11 +134,7 @@ def test_auto_follows_the_measured_policy_and_passes_the_rest_through(monkeypatc
     quality to read) and anything above ARCNN_AUTO_MAX_QUALITY are left as they are, pixel for
     pixel, chroma included."""
     from arcnn.policy import shipped_policy
-    from arcnn.settings import get_settings
 
-    monkeypatch.delenv("ARCNN_DEFAULT_MODEL", raising=False)
-    monkeypatch.delenv("ARCNN_AUTO_MAX_QUALITY", raising=False)
-    get_settings.cache_clear()
     policy = shipped_policy()
     auto = Restorer.load("auto", device="cpu", tile=64)
     photo = Image.fromarray(np.kron(RNG.integers(0, 256, (8, 10, 3)), np.ones((8, 8, 1))).astype(np.uint8))
@@ -149,16 +145,13 @@ def test_auto_follows_the_measured_policy_and_passes_the_rest_through(monkeypatc
     assert not np.array_equal(np.asarray(auto.restore(low)), np.asarray(low))
     assert auto.choose(png).label == "passthrough"
     assert np.array_equal(np.asarray(auto.restore(png)), np.asarray(png))
+    # the operator's settings reach the library as arguments, not through the environment
     monkeypatch.setenv("ARCNN_AUTO_MAX_QUALITY", "75")
-    get_settings.cache_clear()
-    try:
-        assert auto.choose(high).label == "passthrough"  # the operator's cut: luma and chroma
-        assert np.array_equal(np.asarray(auto.restore(high)), np.asarray(high))
-        monkeypatch.setenv("ARCNN_DEFAULT_MODEL", "jpeg-q40")
-        get_settings.cache_clear()
-        assert auto.choose_model(png) == "jpeg-q40"
-    finally:
-        get_settings.cache_clear()
+    assert auto.choose(high).label != "passthrough"
+    cut = Restorer.load("auto", device="cpu", tile=64, auto_max_quality=75, default_model="jpeg-q40")
+    assert cut.choose(high).label == "passthrough"  # the operator's cut: luma and chroma
+    assert np.array_equal(np.asarray(cut.restore(high)), np.asarray(high))
+    assert cut.choose_model(png) == "jpeg-q40"
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
@@ -188,3 +181,25 @@ def test_transparent_colour_becomes_alpha_and_is_kept(restorer, mode, fmt):
     for model in ("passthrough", None):
         out = decode_image(encode_image(restorer.restore(img, model), fmt), 10**6)
         assert np.array_equal(np.asarray(out.convert("RGBA"))[..., 3], expected), (mode, fmt, model)
+
+
+def test_colour_restore_holds_few_image_sized_arrays():
+    """A colour restore (chroma network and luma model) keeps its NumPy memory to a few bytes per
+    pixel: float32 planes restored in place, not float64 (H, W, 3) images and their temporaries
+    (48 bytes a pixel for the forward conversion alone). tracemalloc counts NumPy's allocations
+    (torch's are bounded by the tile and not counted); a small tile keeps the windows negligible."""
+    import tracemalloc
+
+    from arcnn.restoration import Choice
+
+    restorer = Restorer.load("random:9-7-1-5", device="cpu", tile=64, batch_size=1, chroma="restore")
+    restorer.model("random:chroma")
+    img = Image.fromarray(RNG.integers(0, 256, (384, 320, 3), dtype=np.uint8))
+    choice = Choice("random:9-7-1-5", (20, True), "random:chroma")
+    restorer.restore(img.crop((0, 0, 64, 64)), choice)  # warm up: models, thread pools
+    tracemalloc.start()
+    out = restorer.restore(img, choice)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.size == img.size
+    assert peak / (img.width * img.height) < 30

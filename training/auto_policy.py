@@ -17,6 +17,12 @@ Kodak24) only confirm the policy afterwards (``arcnn eval --protocol bucket``).
     python -m training.auto_policy ../shared/data/BSDS500/val --write arcnn/auto_policy.json \\
         --json docs/auto-policy.json
 
+The fast tier has its own policy, measured the same way with its own models (``fast-arcnn-qN``
+and ``colour-fast``; in the record, ``+colour`` marks the tier's chroma network)::
+
+    python -m training.auto_policy ../shared/data/BSDS500/val --tier fast \
+        --write arcnn/auto_policy-fast.json --json docs/auto-policy-fast.json
+
 ``--decide-from docs/auto-policy.json`` makes the decision again from saved measurements (each
 way's mean and worst gain per cell) without measuring, e.g. with another ``--max-loss``.
 """
@@ -33,10 +39,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from arcnn.colour import rgb_to_ycbcr, ycbcr_to_rgb_uint8
+from arcnn.colour import rgb_to_ycbcr_planes, ycbcr_planes_to_rgb_uint8
 from arcnn.evaluation import BucketRow, decode_as_product, rgb_psnr
 from arcnn.images import list_images
-from arcnn.policy import AutoPolicy
+from arcnn.policy import TIERS, AutoPolicy
 from arcnn.registry import bundled
 from arcnn.restoration import PASSTHROUGH, Restorer
 from training.colour_data import full_chroma
@@ -48,9 +54,12 @@ DOUBLES = (BucketRow("q90 > q60", ((90, 2), (60, 2))), BucketRow("q75 > q50", ((
            BucketRow("q75 > crop 3 > q50", ((75, 2), (50, 2)), shift=3))
 
 
-def quality_models() -> dict[int, str]:
-    """The bundled standard luminance models by quality: {10: "jpeg-q10", ...}."""
-    return {int(m.group(1)): n for n in bundled() if (m := re.fullmatch(r"jpeg-q(\d+)", n))}
+MODEL_PATTERNS = {"standard": r"jpeg-q(\d+)", "fast": r"fast-arcnn-q(\d+)"}
+
+
+def quality_models(tier: str = "standard") -> dict[int, str]:
+    """The tier's bundled luminance models by quality: {10: "jpeg-q10", ...}."""
+    return {int(m.group(1)): n for n in bundled() if (m := re.fullmatch(MODEL_PATTERNS[tier], n))}
 
 
 def candidates(quality: int, models: dict[int, str]) -> list[str]:
@@ -89,16 +98,16 @@ def measure(truths: list[Image.Image], rows: list[tuple[BucketRow, int, bool]], 
             img = decode_as_product(data)
             ref, decoded = np.asarray(reference), np.asarray(img.convert("RGB"))
             base = rgb_psnr(ref, decoded)
-            ycc = rgb_to_ycbcr(decoded)
+            ycc = rgb_to_ycbcr_planes(decoded)
             chroma = restorer.restore_chroma(ycc, (img.info["jpeg_quality"], img.info["jpeg_subsampled"]))
             for m in luma:
-                y = ycc[..., 0] if m == PASSTHROUGH else restorer.restore_luma(m, ycc[..., 0])
+                y = ycc[0] if m == PASSTHROUGH else restorer.restore_luma(m, ycc[0])
                 for on in (False, True):
                     if m == PASSTHROUGH and not on:
                         samples[(m, on)].append(0.0)  # the file is left as it is
                         continue
-                    out = np.dstack([y, *(chroma if on else (ycc[..., 1], ycc[..., 2]))])
-                    samples[(m, on)].append(rgb_psnr(ref, ycbcr_to_rgb_uint8(out)) - base)
+                    out = np.stack([y, *(chroma if on else ycc[1:])])
+                    samples[(m, on)].append(rgb_psnr(ref, ycbcr_planes_to_rgb_uint8(out)) - base)
     return Cell.from_samples(samples)
 
 
@@ -150,6 +159,8 @@ def markdown(policy: AutoPolicy, record: dict, images: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, nargs="?", help="ground-truth images (BSDS500/val)")
+    parser.add_argument("--tier", choices=TIERS, default="standard",
+                        help="model family: standard (jpeg-qN + colour) or fast (fast-arcnn-qN + colour-fast)")
     parser.add_argument("--images", type=int, default=None, help="use the first N images")
     parser.add_argument("--max-loss", type=float, default=0.05, help="dB any one image may lose (default 0.05)")
     parser.add_argument("--write", type=Path, default=None, help="write the policy here (arcnn/auto_policy.json)")
@@ -168,8 +179,8 @@ def main() -> None:
             with Image.open(path) as img:
                 truths.append(full_chroma(img))
         measured_on = f"{args.folder} ({len(truths)} images, averaged over 2x2 blocks)"
-        models = quality_models()
-        restorer = Restorer("auto", device="cpu")
+        models = quality_models(args.tier)
+        restorer = Restorer("auto", device="cpu", tier=args.tier)
         cells = {}
         for q in tqdm(GRID, desc="qualities"):
             for s, sampling in SUBSAMPLINGS.items():
@@ -178,8 +189,9 @@ def main() -> None:
                 cells[(q, s)] = measure(truths, rows, candidates(q, models), restorer)
     policy, record = decide(cells, args.max_loss)
     print(markdown(policy, record, measured_on))
-    meta = {"measured_on": measured_on, "max_loss_db": args.max_loss,
-            "command": "python -m training.auto_policy ../shared/data/BSDS500/val"}
+    command = "python -m training.auto_policy ../shared/data/BSDS500/val" + (
+        f" --tier {args.tier}" if args.tier != "standard" else "")
+    meta = {"measured_on": measured_on, "max_loss_db": args.max_loss, "command": command}
     if args.write:
         args.write.write_text(json.dumps({**meta, **policy.to_json()}, indent=2) + "\n")
     if args.json:

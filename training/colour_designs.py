@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from arcnn.colour import rgb_to_ycbcr, ycbcr_to_rgb_uint8
+from arcnn.colour import rgb_to_ycbcr_planes, ycbcr_planes_to_rgb_uint8
 from arcnn.evaluation import decode_as_product, jpeg_bytes, rgb_psnr
 from arcnn.images import list_images
 from arcnn.restoration import CHROMA_MODEL, Restorer, nearest_quality_model
@@ -37,18 +37,18 @@ QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 
 def designs(restorer: Restorer, model: str, ycc: np.ndarray, conditions: tuple[int, bool]) -> dict[str, np.ndarray]:
-    """Every design's restored YCbCr image (H x W x 3, float)."""
+    """Every design's restored YCbCr image (3 x H x W planes, float) from YCbCr planes ``ycc``."""
     net = restorer.model(model)
-    y_full = restore_plane(net, ycc[..., 0])
-    y_studio = restorer.restore_luma(model, ycc[..., 0])
+    y, cb, cr = ycc
+    y_full = restore_plane(net, y)
+    y_studio = restorer.restore_luma(model, y)
     chroma = restorer.restore_chroma(ycc, conditions)
-    cb, cr = ycc[..., 1], ycc[..., 2]
     return {
-        "Y full": np.dstack([y_full, cb, cr]),
-        "Y studio": np.dstack([y_studio, cb, cr]),
-        "Y + same on CbCr": np.dstack([y_studio, restore_plane(net, cb), restore_plane(net, cr)]),
-        "chroma net": np.dstack([ycc[..., 0], *chroma]),
-        "Y studio + chroma net": np.dstack([y_studio, *chroma]),
+        "Y full": np.stack([y_full, cb, cr]),
+        "Y studio": np.stack([y_studio, cb, cr]),
+        "Y + same on CbCr": np.stack([y_studio, restore_plane(net, cb), restore_plane(net, cr)]),
+        "chroma net": np.stack([y, *chroma]),
+        "Y studio + chroma net": np.stack([y_studio, *chroma]),
     }
 
 
@@ -77,9 +77,9 @@ def main() -> None:
             ref, decoded = np.asarray(truth), np.asarray(img.convert("RGB"))
             base = rgb_psnr(ref, decoded)
             inputs.append(base)
-            outs = designs(restorer, model, rgb_to_ycbcr(decoded), (q, True))
+            outs = designs(restorer, model, rgb_to_ycbcr_planes(decoded), (q, True))
             for d, out in outs.items():
-                gains[d].append(rgb_psnr(ref, ycbcr_to_rgb_uint8(out)) - base)
+                gains[d].append(rgb_psnr(ref, ycbcr_planes_to_rgb_uint8(out)) - base)
         cells = " | ".join(f"{np.mean(g):+.3f} / {min(g):+.2f}" for g in gains.values())
         print(f"| q{q} | {np.mean(inputs):.2f} | {model} | {cells} |", flush=True)
     luma = restorer.model(nearest_quality_model(10, names)).macs_per_pixel

@@ -32,7 +32,7 @@ from arcnn.errors import ArcnnError, BadImageError, NoWeightsError, TooLargeErro
 from arcnn.images import EXTENSIONS, decode_image, encode_image
 from arcnn.naming import NameClashError, Named, plain_name
 from arcnn.registry import bundled
-from arcnn.restoration import PASSTHROUGH, Restorer, resolve_device
+from arcnn.restoration import CHROMA_MODEL, PASSTHROUGH, Restorer, resolve_device
 from arcnn.settings import Settings
 from worker import metrics
 from worker.batching import BatchingRestorer
@@ -141,8 +141,7 @@ class Models:
         device = str(resolve_device(settings.device))
         self.threads = settings.infer_threads or (2 if device.startswith("cuda") else 1)
         options = {"device": device, "tile": settings.tile, "batch_size": settings.batch_size,
-                   "precision": settings.precision, "chroma": settings.chroma, "tier": settings.tier,
-                   "default_model": settings.default_model, "auto_max_quality": settings.auto_max_quality}
+                   "precision": settings.precision, "chroma": settings.chroma}
         self.restorer = (
             BatchingRestorer("auto", max_batch=settings.batch_size * self.threads, **options)
             if self.threads > 1 else Restorer("auto", **options)
@@ -175,7 +174,7 @@ class Models:
         choice = self.restorer.choose(image, None if spec == "auto" else spec)
         self.load(choice.luma)
         if choice.chroma is not None:
-            self.load(choice.chroma_model)
+            self.load(CHROMA_MODEL)
         return choice.label, self.restorer.restore(image, choice)
 
 

@@ -1,4 +1,4 @@
-"""CLI commands for the library: ``restore``, ``eval``, ``models``."""
+"""CLI commands for the library: ``restore`` and ``eval`` (``models`` is in :mod:`arcnn.catalogue`)."""
 
 from __future__ import annotations
 
@@ -163,24 +163,3 @@ def bucket_table(result: dict) -> str:
         lines.append(f"| **mean over rows** | {result['mean_input']:.2f} | {result['mean_restored']:.2f} | "
                      f"**{result['mean_gain']:+.2f}** | {result['worst_gain']:+.2f} |")
     return "\n".join(lines)
-
-
-@click.command("models")
-@click.option("--json", "as_json", is_flag=True, help="Print the cards as JSON.")
-def models_command(as_json: bool) -> None:
-    """List the bundled trained models with their cards."""
-    from arcnn.registry import bundled
-
-    cards = bundled()
-    if as_json:
-        click.echo(json.dumps(cards, indent=2))
-        return
-    if not cards:
-        click.echo("no trained weights are bundled yet (see training/configs and `arcnn train`)")
-        return
-    for name, card in cards.items():
-        v = card.get("metrics", {}).get("validation", {})
-        click.echo(f"{name:16s} {card.get('description', '')}")
-        click.echo(f"{'':16s} steps {card.get('steps')}, {card.get('wall_time_s')} s on {card.get('device')}, "
-                   f"val PSNR {v.get('psnr', float('nan')):.3f} dB (input {v.get('input_psnr', float('nan')):.3f})")
-

@@ -8,7 +8,7 @@ Every ``*.json`` card in ``arcnn/weights/`` with its ``.safetensors`` file is a 
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,45 +16,41 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from arcnn.architectures import build
+from arcnn.cards import ModelCard
 from arcnn.errors import NoWeightsError
 
 BUNDLED_DIR = Path(__file__).parent / "weights"
 
 
-def save_model(model: nn.Module, path: Path, card: dict) -> None:
-    """Write ``path`` (.safetensors) and its card (``path`` with .json); card gains ``config``."""
+def save_model(model: nn.Module, path: Path, card: ModelCard) -> ModelCard:
+    """Write ``path`` (.safetensors) and its card (``path`` with .json), which gains the model's
+    ``config``; returns the card as written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path.with_suffix(".safetensors")))
-    card = {**card, "config": model.config()}
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    card = replace(card, config=model.config())
+    card.write(path)
+    return card
 
 
-def load_card(path: Path) -> dict:
-    return json.loads(Path(path).with_suffix(".json").read_text())
-
-
-def load_model(path: Path) -> tuple[nn.Module, dict]:
+def load_model(path: Path) -> tuple[nn.Module, ModelCard]:
     """Load a model and its card from ``path`` (.safetensors or .json, either works)."""
     path = Path(path)
     weights, card_path = path.with_suffix(".safetensors"), path.with_suffix(".json")
     if not weights.exists() or not card_path.exists():
         raise NoWeightsError(f"no trained weights at {weights} (needs .safetensors and .json card)")
-    card = load_card(card_path)
-    model = build(card["config"])
+    card = ModelCard.read(card_path)
+    model = build(card.config)
     model.load_state_dict(load_file(str(weights)))
     model.eval()
     return model, card
 
 
-def bundled() -> dict[str, dict]:
+def bundled() -> dict[str, ModelCard]:
     """Name -> card for every model shipped in the package, sorted by name."""
-    cards = {}
-    for card_path in sorted(BUNDLED_DIR.glob("*.json")):
-        if card_path.with_suffix(".safetensors").exists():
-            cards[card_path.stem] = json.loads(card_path.read_text())
-    return cards
+    return {path.stem: ModelCard.read(path) for path in sorted(BUNDLED_DIR.glob("*.json"))
+            if path.with_suffix(".safetensors").exists()}
 
 
 def is_bundled(name: str) -> bool:
@@ -62,7 +58,7 @@ def is_bundled(name: str) -> bool:
     return (BUNDLED_DIR / f"{name}.json").exists() and (BUNDLED_DIR / f"{name}.safetensors").exists()
 
 
-def load_named(name: str) -> tuple[nn.Module, dict]:
+def load_named(name: str) -> tuple[nn.Module, ModelCard]:
     """Load a bundled model by name, a path to a .safetensors file, or ``random:<spec>``.
 
     ``random:<spec>`` builds a seeded, untrained network: tests and benchmarks use it so that
@@ -76,7 +72,7 @@ def load_named(name: str) -> tuple[nn.Module, dict]:
         model = ARCHITECTURES[spec].build() if spec in ARCHITECTURES else ConvNet(spec, residual=True)
         for p in model.parameters():
             nn.init.normal_(p, std=1e-3)
-        return model.eval(), {"name": name, "trained": False}
+        return model.eval(), ModelCard(name=name, trained=False)
     if name.endswith(".safetensors") or "/" in name:
         return load_model(Path(name))
     if (BUNDLED_DIR / f"{name}.json").exists():

@@ -75,10 +75,44 @@ def test_eval_input_only_json(tmp_path):
     assert data["images"] == 2 and 15 < data["input"]["psnr"] < 40
 
 
-def test_models_lists_bundled_or_says_none():
+def test_models_marks_what_auto_uses_and_hides_earlier_stages():
+    """Every model the shipped policy names (and the chroma network) is starred; lineage stages
+    that a later model continued on the same degradation are listed only with --all."""
+    import json
+
+    from arcnn.policy import POLICY_FILE
+    from arcnn.registry import bundled
+
+    policy = json.loads(POLICY_FILE.read_text())
+    auto = {m for table in policy["luma"].values() for m in table.values()} - {"passthrough"} | {"colour"}
+    stages = {"jpeg-q10-scratch", "jpeg-q10-stage2", "jpeg-q20-stage1"}
     result = run("models")
-    assert result.returncode == 0
-    assert result.stdout.strip()
+    assert result.returncode == 0, result.stderr
+    names = bundled().keys()
+    rows = {line[2:].split()[0]: line[0] == "*" for line in result.stdout.splitlines()
+            if line[2:].split()[:1] and line[2:].split()[0] in names}
+    assert auto and {name for name, starred in rows.items() if starred} == auto
+    assert not rows.keys() & stages
+    assert {"jpeg-any", "platform-twitter"} <= rows.keys() and not rows["jpeg-any"]
+    assert "earlier training stages not shown (--all lists them)" in result.stdout
+    listed_all = run("models", "--all")
+    assert all(f"  {name} " in listed_all.stdout for name in stages)
+    cards = json.loads(run("models", "--json").stdout)
+    assert auto <= cards.keys() and not cards.keys() & stages and cards["colour"]["name"] == "colour"
+
+
+def test_earlier_stages_are_same_degradation_ancestors():
+    from arcnn.cards import ModelCard
+    from arcnn.catalogue import earlier_stages
+
+    q10, q20 = {"type": "jpeg", "quality": 10}, {"type": "jpeg", "quality": 20}
+    cards = {c.name: c for c in (
+        ModelCard("a-scratch", degradation=q10),
+        ModelCard("a", degradation=q10, transfer={"base": "a-scratch"}),
+        ModelCard("b", degradation=q20, transfer={"base": "a"}),        # easy-hard transfer
+        ModelCard("c", degradation=q20, transfer={"base": "elsewhere.safetensors"}),
+    )}
+    assert earlier_stages(cards) == {"a-scratch"}
 
 
 def test_tile_and_batch_size_are_validated_as_usage_errors(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from arcnn.cards import ModelCard
 from synthetic_data import write_ground_truth
 from training.data import PairSet, PatchSampler
 from training.degradations import JPEG, Chain, Resize, WebP, from_config
@@ -35,7 +36,7 @@ def test_loss_falls_and_model_is_exported(data_root, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     assert [int(r["step"]) for r in rows] == [20, 40]
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
-    v = card["metrics"]["validation"]
+    v = card.validation
     assert v["psnr"] > v["input_psnr"]  # even 40 steps of residual learning beat the JPEG input
     assert (tmp_path / "m.safetensors").exists() and (tmp_path / "run" / "curve.png").exists()
 
@@ -50,8 +51,8 @@ def test_bf16_training_learns_and_exports_float32_weights(data_root, tmp_path):
                  progress=False)
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
-    assert card["recipe"]["precision"] == "bf16"
-    assert card["metrics"]["validation"]["psnr"] > card["metrics"]["validation"]["input_psnr"]
+    assert card.recipe["precision"] == "bf16"
+    assert card.validation["psnr"] > card.validation["input_psnr"]
     model, _ = load_model(tmp_path / "m.safetensors")
     assert all(p.dtype == torch.float32 for p in model.parameters())
     with pytest.raises(ValueError, match="unknown precision"):
@@ -66,8 +67,8 @@ def test_ema_validates_and_exports_the_averaged_weights(data_root, tmp_path):
     torch.set_num_threads(1)
     card = train(_cfg(ema=0.9), data_root, tmp_path / "run", export=tmp_path / "m.safetensors",
                  progress=False)
-    assert card["recipe"]["ema"] == 0.9
-    assert card["metrics"]["validation"]["psnr"] > card["metrics"]["validation"]["input_psnr"]
+    assert card.recipe["ema"] == 0.9
+    assert card.validation["psnr"] > card.validation["input_psnr"]
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     average = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
     exported = load_model(tmp_path / "m.safetensors")[0].state_dict()
@@ -83,14 +84,14 @@ def test_resume_continues_where_it_stopped(data_root, tmp_path, ema):
     train(_cfg(ema=ema), data_root, tmp_path / "a", progress=False, until=20)  # as if killed at step 20
     resumed = train(_cfg(steps=40, ema=ema), data_root, tmp_path / "a", progress=False)
     straight = train(_cfg(steps=40, ema=ema), data_root, tmp_path / "b", progress=False)
-    assert resumed["steps"] == 40
+    assert resumed.steps == 40
     # Model, optimiser and sampler state all come back, so the resumed run ends where the
     # uninterrupted one does (the cosine schedule depends on the total, so both used steps=40).
     a = list(csv.DictReader(open(tmp_path / "a" / "log.csv")))
     b = list(csv.DictReader(open(tmp_path / "b" / "log.csv")))
     assert [r["step"] for r in a] == ["20", "40"]
     assert float(a[-1]["val_psnr"]) == pytest.approx(float(b[-1]["val_psnr"]), abs=1e-3)
-    assert resumed["metrics"] == straight["metrics"]
+    assert resumed.metrics == straight.metrics
 
 
 def test_degradations_compose():
@@ -126,7 +127,7 @@ def test_transfer_copies_and_freezes(tmp_path):
     from arcnn.registry import save_model
 
     base = build({"type": "convnet", "spec": "9-7-1-5"})
-    save_model(base, tmp_path / "base.safetensors", {"name": "base"})
+    save_model(base, tmp_path / "base.safetensors", ModelCard(name="base"))
     target = build({"type": "convnet", "spec": "9-7-3-1-5"})
     apply_transfer(target, {"base": str(tmp_path / "base.safetensors"), "layers": [0, 1], "freeze": True})
     for i in (0, 1):
@@ -144,7 +145,7 @@ def test_deepening_transfer_starts_as_the_base_function(tmp_path):
     base = build({"type": "convnet", "spec": "9-7-1-5", "residual": True})
     for layer in conv_layers(base):  # non-trivial biases too, so the identity layer must pass them
         torch.nn.init.normal_(layer.bias, std=0.1)
-    save_model(base, tmp_path / "base.safetensors", {"name": "base"})
+    save_model(base, tmp_path / "base.safetensors", ModelCard(name="base"))
     deep = build({"type": "convnet", "spec": "9-7-3-1-5", "residual": True})
     apply_transfer(deep, {"base": str(tmp_path / "base.safetensors"), "layers": [0, 1, 2, 3],
                           "into": [0, 1, 2, 4], "identity": [3]})
@@ -169,7 +170,7 @@ def test_widening_transfer_starts_as_the_base_function_and_trains_the_new_channe
     base = build({"type": "convnet", "spec": "9-7-3-1-5", "residual": True})
     for layer in conv_layers(base):
         torch.nn.init.normal_(layer.bias, std=0.1)
-    save_model(base, tmp_path / "base.safetensors", {"name": "base"})
+    save_model(base, tmp_path / "base.safetensors", ModelCard(name="base"))
     wide = build({"type": "convnet", "spec": "9-7-3-1-5", "widths": [64, 48, 32, 32], "residual": True})
     initialise(wide, "he")
     apply_transfer(wide, {"base": str(tmp_path / "base.safetensors"), "layers": [0, 1, 2, 3, 4],
@@ -203,11 +204,11 @@ def test_every_bundled_model_is_reproducible_from_its_config():
         if name.startswith("platform-"):  # made by `arcnn train --platform`, checked in test_platforms
             continue
         cfg = TrainConfig.load(configs / f"{name}.toml")
-        assert cfg.name == name and cfg.architecture == card["architecture"], name
-        assert (cfg.steps, cfg.seed, cfg.augment) == (card["steps"], card["recipe"]["seed"],
-                                                      card["recipe"].get("augment", "dihedral")), name
+        assert cfg.name == name and cfg.architecture == card.architecture, name
+        assert (cfg.steps, cfg.seed, cfg.augment) == (card.steps, card.recipe["seed"],
+                                                      card.recipe.get("augment", "dihedral")), name
         base = (cfg.transfer or {}).get("base")
-        assert base == (card.get("transfer") or {}).get("base"), name
+        assert base == (card.transfer or {}).get("base"), name
         assert base is None or base in models, f"{name}: base {base} is not bundled"
 
 
@@ -221,8 +222,8 @@ def test_chroma_task_trains_the_colour_network_and_validates_on_rgb(data_root, t
     card = train(cfg, data_root, tmp_path / "run", export=tmp_path / "c.safetensors", progress=False)
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
-    v = card["metrics"]["validation"]
-    assert np.isfinite(v["psnr"]) and np.isfinite(v["input_psnr"]) and card["task"] == "chroma"
+    v = card.validation
+    assert np.isfinite(v["psnr"]) and np.isfinite(v["input_psnr"]) and card.task == "chroma"
     with pytest.raises(ValueError, match="flips"):
         train(_cfg(task="chroma", architecture=cfg.architecture, degradation=cfg.degradation, augment="dihedral"),
               data_root, tmp_path / "other", progress=False)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from arcnn.architectures import build
+from arcnn.cards import ModelCard
 from arcnn.registry import save_model
 from synthetic_data import write_ground_truth
 from training.train import TrainConfig, train
@@ -32,7 +33,7 @@ def base(tmp_path_factory):
     torch.manual_seed(5)
     model = build({"type": "convnet", "spec": "9-7-1-5", "residual": True})
     path = tmp_path_factory.mktemp("base") / "base.safetensors"
-    save_model(model, path, {"name": "base"})
+    save_model(model, path, ModelCard(name="base"))
     return model, path
 
 
@@ -53,7 +54,7 @@ def test_transfer_config_copies_then_freezes_or_fine_tunes(data_root, base, tmp_
     from arcnn.registry import load_model
 
     trained, card = load_model(tmp_path / "m.safetensors")
-    assert card["transfer"]["layers"] == [0, 1] and card["config"]["spec"] == "9-7-3-1-5"
+    assert card.transfer["layers"] == [0, 1] and card.config["spec"] == "9-7-3-1-5"
     src, dst = conv_layers(model), conv_layers(trained)
     for i in (0, 1):
         # frozen: bit-identical to the base after training; fine-tuned: started there, then moved
@@ -154,6 +155,6 @@ def test_snapshot_exports_a_checkpoint_as_a_base(data_root, tmp_path):
                       'checkpoint_every = 2\n')
     train(TrainConfig.load(config), data_root, tmp_path / "run", progress=False)
     card = snapshot(tmp_path / "run", config, tmp_path / "base.safetensors")
-    assert card["steps"] == 4 and card["samples_seen"] == 16 and card["metrics"]["validation"]["psnr"] > 0
+    assert card.steps == 4 and card.samples_seen == 16 and card.validation["psnr"] > 0
     model, _ = load_model(tmp_path / "base.safetensors")
     assert model.config()["spec"] == "9-1-5"

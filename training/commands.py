@@ -64,10 +64,9 @@ def train_command(config_path: Path | None, profile: str | None, base: str | Non
         card = train(cfg, data_root, run_dir, export=export, device=device, until=until)
     except (ArcnnError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if profile is not None and card["steps"] == cfg.steps:
+    if profile is not None and card.steps == cfg.steps:
         record_profile(export.with_suffix(".json"), prof)
-    v = card["metrics"]["validation"]
-    where = f"-> {export}" if card["steps"] == cfg.steps else f"stopped early; checkpoint in {run_dir}"
-    click.echo(f"{cfg.name}: {card['steps']} steps, validation PSNR {v['psnr']:.3f} dB "
+    v = card.validation
+    where = f"-> {export}" if card.steps == cfg.steps else f"stopped early; checkpoint in {run_dir}"
+    click.echo(f"{cfg.name}: {card.steps} steps, validation PSNR {v['psnr']:.3f} dB "
                f"(input {v['input_psnr']:.3f}) {where}")
-

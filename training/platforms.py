@@ -25,6 +25,7 @@ import click
 import numpy as np
 from PIL import Image
 
+from arcnn.cards import ModelCard
 from arcnn.errors import NoWeightsError
 from arcnn.metrics import psnr
 from training.degradations import JPEG, RESAMPLING, SUBSAMPLING, Chain, Resize, WebP
@@ -186,8 +187,8 @@ def standard_models() -> dict[str, int]:
     """Bundled single-quality JPEG models: name -> quality (from their cards)."""
     from arcnn.registry import bundled
 
-    return {name: card["degradation"]["quality"] for name, card in bundled().items()
-            if card.get("degradation", {}).get("type") == "jpeg"}
+    return {name: card.degradation["quality"] for name, card in bundled().items()
+            if card.degradation.get("type") == "jpeg"}
 
 
 def nearest_standard(profile: Profile, image_paths: list[Path], limit: int = 10) -> str:
@@ -255,16 +256,16 @@ def record_profile(card_path: Path, profile: Profile, evaluation: dict | None = 
     A base given as a file path (not a bundled name) may not travel with the model, so the
     card keeps what its own card said: what it was, how long it had trained.
     """
-    card = json.loads(card_path.read_text())
-    card["platform"] = profile.describe()
-    base = (card.get("transfer") or {}).get("base", "")
+    card = ModelCard.read(card_path)
+    card.platform = profile.describe()
+    base = (card.transfer or {}).get("base", "")
     if base.endswith(".safetensors") and Path(base).with_suffix(".json").exists():
-        base_card = json.loads(Path(base).with_suffix(".json").read_text())
-        card["transfer"]["base_card"] = {k: base_card.get(k) for k in
-                                         ("description", "degradation", "steps", "samples_seen", "metrics")}
+        base_card = ModelCard.read(Path(base))
+        card.transfer["base_card"] = {k: getattr(base_card, k) for k in
+                                      ("description", "degradation", "steps", "samples_seen", "metrics")}
     if evaluation is not None:
-        card.setdefault("metrics", {})["held_out"] = evaluation
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+        card.metrics["held_out"] = evaluation
+    card.write(card_path)
 
 
 def evaluate_platform(profile: Profile, folder: Path, models: list[str], device: str = "cpu",
@@ -336,7 +337,7 @@ def eval_command(profile: str, folder: Path, models: tuple[str, ...], device: st
     if not models:
         if own not in cards:
             raise click.ClickException(f"{own} is not bundled; train it or pass --model")
-        base = (cards[own].get("transfer") or {}).get("base")
+        base = (cards[own].transfer or {}).get("base")
         candidates = (auto_choice(prof, list(cards)), base, "jpeg-any", own)
         models = tuple(dict.fromkeys(m for m in candidates if m in cards))
     result = evaluate_platform(prof, folder, list(models), device)

@@ -149,7 +149,7 @@ def plot_table2() -> None:
 
 def lineage(name: str, models: dict) -> list[str]:
     """``name`` and the bundled models it was fine-tuned from (``transfer.base``), oldest first."""
-    base = (models[name].get("transfer") or {}).get("base")
+    base = (models[name].transfer or {}).get("base")
     return (lineage(base, models) if base in models else []) + [name]
 
 
@@ -171,9 +171,9 @@ def plot_q10_stages() -> None:
     for stage in lineage("jpeg-q10", models):
         card = models[stage]
         if rows := _rows(stage):
-            label = f"{stage}: {architecture_label(card['config'])}, {card['steps']} steps"
+            label = f"{stage}: {architecture_label(card.config)}, {card.steps} steps"
             curves.append((rows, offset, label))
-        offset += card["samples_seen"]
+        offset += card.samples_seen
     if curves:
         _plot_curves(curves, float(curves[0][0][0]["input_psnr"]), "jpeg-q10 convergence, stage by stage",
                      "jpeg-q10.png")
@@ -181,7 +181,7 @@ def plot_q10_stages() -> None:
 
 def total_samples(name: str, models: dict) -> int:
     """Samples a model has seen, counting those of the bundled models it was fine-tuned from."""
-    return sum(models[stage]["samples_seen"] for stage in lineage(name, models))
+    return sum(models[stage].samples_seen for stage in lineage(name, models))
 
 
 def write_q10_and_fast(cache: dict) -> list[str]:
@@ -203,8 +203,8 @@ def write_q10_and_fast(cache: dict) -> list[str]:
             continue
         samples = total_samples(name, models)
         delta = f"{result['restored']['psnr'] - ref['restored']['psnr']:+.2f} dB" if ref else "-"
-        macs = build(card["config"]).macs_per_pixel
-        lines.append(f"| {name} | {architecture_label(card['config'])} | {macs:,.0f} | {samples:,} | "
+        macs = build(card.config).macs_per_pixel
+        lines.append(f"| {name} | {architecture_label(card.config)} | {macs:,.0f} | {samples:,} | "
                      f"{_fmt(result['restored'])} | {delta} |")
     return lines
 
@@ -279,9 +279,9 @@ def write_markdown(cache: dict) -> str:
     lines += ["", "## Bundled models", "", "| model | steps | samples | wall time | device | val PSNR (input) |",
               "|---|---|---|---|---|---|"]
     for name, card in models.items():
-        v = card["metrics"]["validation"]
-        lines.append(f"| {name} | {card['steps']} | {card['samples_seen']} | {card['wall_time_s']} s | "
-                     f"{card['device']} | {v['psnr']:.2f} ({v['input_psnr']:.2f}) |")
+        v = card.validation
+        lines.append(f"| {name} | {card.steps} | {card.samples_seen} | {card.wall_time_s} s | "
+                     f"{card.device} | {v['psnr']:.2f} ({v['input_psnr']:.2f}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -322,9 +322,7 @@ def write_colour_results(cache: dict) -> list[str]:
 
 def record_in_cards(cache: dict) -> None:
     """Add each bundled model's test-set figures (at its own quality) to its card."""
-    from arcnn.registry import BUNDLED_DIR
-
-    for name in bundled():
+    for name, card in bundled().items():
         test = {}
         for key, result in cache.items():
             parts = key.split("|")
@@ -334,10 +332,8 @@ def record_in_cards(cache: dict) -> None:
             if model == name and "restored" in result:
                 test[f"{dataset} q{q} ({protocol})"] = {k: round(v, 4) for k, v in result["restored"].items()}
         if test:
-            path = BUNDLED_DIR / f"{name}.json"
-            card = json.loads(path.read_text())
-            card["metrics"]["test"] = dict(sorted(test.items()))
-            path.write_text(json.dumps(card, indent=2) + "\n")
+            card.metrics["test"] = dict(sorted(test.items()))
+            card.write(BUNDLED_DIR / name)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from arcnn.architectures import build
+from arcnn.cards import ModelCard
 from arcnn.evaluation import evaluate_chroma, evaluate_planes
 from arcnn.registry import BUNDLED_DIR, save_model
 from arcnn.images import list_images
@@ -167,7 +168,7 @@ def load_data(cfg: TrainConfig, data_root: Path, radius: int
 
 
 def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None = None,
-          device: str = "auto", progress: bool = True, until: int | None = None) -> dict:
+          device: str = "auto", progress: bool = True, until: int | None = None) -> ModelCard:
     """Train (or resume) the run in ``run_dir``; export the final model to ``export`` if given.
 
     ``until`` stops early at that step (checkpointed, not exported), for training in slices.
@@ -265,29 +266,29 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
 
     rows = list(csv.DictReader(open(log_path)))
     final = rows[-1] if rows else {}
-    card = {
-        "name": cfg.name,
-        "description": cfg.description,
-        "trained": True,
-        "task": cfg.task,
-        "architecture": cfg.architecture,
-        "degradation": cfg.degradation,
-        "training_data": {"train": cfg.train_dirs, "val": cfg.val_dirs[:1], "val_images": cfg.val_images,
-                          "colour": cfg.colour, "variants": cfg.variants},
-        "recipe": {k: getattr(cfg, k) for k in ("optimizer", "lr", "last_layer_lr", "schedule", "batch",
-                                                "patch", "augment", "init", "seed", "precision", "ema")},
-        "transfer": cfg.transfer,
-        "steps": step,
-        "samples_seen": step * cfg.batch,
-        "wall_time_s": round(float(final.get("elapsed_s", time.time() - started))),
-        "device": str(dev),
-        "metrics": {"validation": {"psnr": float(final.get("val_psnr", "nan")),
-                                   "ssim": float(final.get("val_ssim", "nan")),
-                                   "psnr_b": float(final.get("val_psnr_b", "nan")),
-                                   "input_psnr": float(final.get("input_psnr", "nan"))}},
-    }
+    card = ModelCard(
+        name=cfg.name,
+        description=cfg.description,
+        trained=True,
+        task=cfg.task,
+        architecture=cfg.architecture,
+        degradation=cfg.degradation,
+        training_data={"train": cfg.train_dirs, "val": cfg.val_dirs[:1], "val_images": cfg.val_images,
+                       "colour": cfg.colour, "variants": cfg.variants},
+        recipe={k: getattr(cfg, k) for k in ("optimizer", "lr", "last_layer_lr", "schedule", "batch",
+                                             "patch", "augment", "init", "seed", "precision", "ema")},
+        transfer=cfg.transfer,
+        steps=step,
+        samples_seen=step * cfg.batch,
+        wall_time_s=round(float(final.get("elapsed_s", time.time() - started))),
+        device=str(dev),
+        metrics={"validation": {"psnr": float(final.get("val_psnr", "nan")),
+                                "ssim": float(final.get("val_ssim", "nan")),
+                                "psnr_b": float(final.get("val_psnr_b", "nan")),
+                                "input_psnr": float(final.get("input_psnr", "nan"))}},
+    )
     if export is not None and step == cfg.steps:
-        save_model(shipped.cpu(), export, card)
+        card = save_model(shipped.cpu(), export, card)
     return card
 
 

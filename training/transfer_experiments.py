@@ -90,7 +90,7 @@ def run_experiment(exp: Experiment, data_root: Path, runs_root: Path, arms: list
                 continue
             click.echo(f"{cfg.name}: {cfg.steps} steps x {cfg.batch} -> {run_dir}")
             card = train(cfg, data_root, run_dir, progress=False)
-            click.echo(f"{cfg.name}: validation PSNR {card['metrics']['validation']['psnr']:.3f} dB")
+            click.echo(f"{cfg.name}: validation PSNR {card.validation['psnr']:.3f} dB")
 
 
 def samples_to_reach(log: list[dict], threshold: float) -> int | None:
@@ -240,7 +240,7 @@ def run_command(experiment: Path, data_root: Path, runs_root: Path, arms: tuple[
     run_experiment(Experiment.load(experiment), data_root, runs_root, list(arms))
 
 
-def snapshot(run_dir: Path, config: Path, out: Path) -> dict:
+def snapshot(run_dir: Path, config: Path, out: Path) -> ModelCard:
     """Export the model in a run's latest checkpoint (with a card saying how far it had trained).
 
     A transfer base need not be a finished, bundled model: any checkpoint of a run is one, and
@@ -249,6 +249,7 @@ def snapshot(run_dir: Path, config: Path, out: Path) -> dict:
     import torch
 
     from arcnn.architectures import build
+    from arcnn.cards import ModelCard
     from arcnn.registry import save_model
 
     cfg = TrainConfig.load(config)
@@ -256,13 +257,12 @@ def snapshot(run_dir: Path, config: Path, out: Path) -> dict:
     model = build(cfg.architecture)
     model.load_state_dict(state["model"])
     log = [r for r in read_log(run_dir) if r["samples"] <= state["step"] * cfg.batch]
-    card = {"name": out.stem, "description": f"snapshot of run {run_dir} ({cfg.name}) at step {state['step']}",
-            "trained": True, "architecture": cfg.architecture, "degradation": cfg.degradation,
-            "steps": state["step"], "samples_seen": state["step"] * cfg.batch,
-            "metrics": {"validation": {"psnr": log[-1]["psnr"] if log else None,
-                                       "input_psnr": log[-1]["input"] if log else None}}}
-    save_model(model, out, card)
-    return card
+    card = ModelCard(name=out.stem, description=f"snapshot of run {run_dir} ({cfg.name}) at step {state['step']}",
+                     trained=True, architecture=cfg.architecture, degradation=cfg.degradation,
+                     steps=state["step"], samples_seen=state["step"] * cfg.batch,
+                     metrics={"validation": {"psnr": log[-1]["psnr"] if log else None,
+                                             "input_psnr": log[-1]["input"] if log else None}})
+    return save_model(model, out, card)
 
 
 @main.command("snapshot")
@@ -274,8 +274,8 @@ def snapshot(run_dir: Path, config: Path, out: Path) -> dict:
 def snapshot_command(run_dir: Path, config: Path, out: Path) -> None:
     """Export RUN_DIR's latest checkpoint as a model usable as a transfer base."""
     card = snapshot(run_dir, config, out)
-    click.echo(f"{out}: step {card['steps']}, {card['samples_seen']} samples, "
-               f"last validation PSNR {card['metrics']['validation']['psnr']}")
+    click.echo(f"{out}: step {card.steps}, {card.samples_seen} samples, "
+               f"last validation PSNR {card.validation['psnr']}")
 
 
 @main.command("report")

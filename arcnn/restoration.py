@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from arcnn.acceleration import CudaGraphed, default_precision, prepare
+from arcnn.cards import ModelCard
 from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
 from arcnn.policy import CHROMA_MODES, TIERS, AutoPolicy, shipped_policy
@@ -133,7 +134,7 @@ class Restorer:
         self.precision = default_precision(self.device) if precision == "auto" else precision
         self.cuda_graphs = cuda_graphs and self.device.startswith("cuda")
         self._models: dict[str, nn.Module] = {}
-        self.cards: dict[str, dict] = {}
+        self.cards: dict[str, ModelCard] = {}
         self._names: list[str] | None = None
 
     @classmethod

@@ -9,18 +9,18 @@ restored centre out), so :mod:`arcnn.tiling` runs it exactly like the original. 
   convolution kernels for NHWC; measured in docs/performance.md.
 - **Fast AR-CNN's strided deconvolution becomes a sub-pixel convolution** (a 5x5 convolution to
   the 4 phases of the 2x upsampling, then pixel shuffle). It is the same sum of the same products;
-  PyTorch's CPU transposed convolution runs at a few GFLOP/s and was 50% of Fast AR-CNN's time.
+  PyTorch's CPU transposed convolution is slow enough to dominate Fast AR-CNN's time.
 - **thin output layers are widened**: a convolution to 1 (AR-CNN) or 4 (Fast AR-CNN's phases)
   channels costs oneDNN as much as one to 16 (it vectorises over output channels), so
   :class:`WideHead` computes 16 / C neighbouring output columns as channels of one convolution
   with horizontal stride 16 / C (the kernel shifted by one column per channel, zeros elsewhere):
-  the same products, 2-3x faster for that layer.
+  the same products, several times faster for that layer (docs/performance.md).
 - **reduced precision** (``bf16`` on CPUs with AVX512-BF16/AMX and on GPUs, ``fp16`` on GPUs):
   the input is fed as pixel values 0..255 (integers, exact in bf16/fp16, unlike k/255) with the
   first layer's weights divided by 255 to compensate; the hidden layers run in reduced precision
   with float32 accumulation; the last layer runs in float32 whenever its output is the image
   itself rather than a correction to it, and the residual add is always float32. docs/performance.md
-  has the measured PSNR cost (the issue's bar: < 0.01 dB on LIVE1 q10).
+  has the measured PSNR cost and the bar it is held to.
 - **CUDA graphs** (optional, :class:`CudaGraphed`): for fixed tile shapes the whole forward is
   replayed as one graph, removing per-layer launch overhead.
 

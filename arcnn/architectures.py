@@ -95,7 +95,8 @@ class FastARCNN(nn.Module):
     """Fast AR-CNN (Dong et al., "Deep Convolution Networks for Compression Artifacts Reduction").
 
     conv 9x9x64 stride 2 -> shrink 1x1x32 -> enhance 7x7x32 -> expand 1x1x64 -> deconv 9x9 stride 2.
-    Working at half resolution makes it ~6x cheaper per pixel than AR-CNN.
+    Working at half resolution makes it several times cheaper per pixel than AR-CNN
+    (``macs_per_pixel`` says how much).
 
     With valid layers, deconvolution output ``o`` sits over input pixel ``o + 6`` (the first
     layer's centre 4 plus the enhancement layer's centre 3 at stride 2, minus the deconvolution's

@@ -54,8 +54,9 @@ def studio_to_full_luma(y: np.ndarray) -> np.ndarray:
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """Round half up and clip to uint8, as MATLAB's im2uint8 does for non-negative values.
 
-    One temporary of ``x``'s size, worked on in place: for a 50 MP plane the chained form
-    (``clip(floor(x + 0.5))``) held three float copies at once, ~400 MiB more at the peak.
+    One temporary of ``x``'s size, worked on in place: the chained form
+    (``clip(floor(x + 0.5))``) holds three float copies at once, which dominates peak memory on
+    large images.
     """
     out = np.add(x, 0.5)
     np.floor(out, out=out)

@@ -1,8 +1,9 @@
 """Evaluation protocols: how a model's PSNR / SSIM / PSNR-B figures are produced.
 
 ``paper``: ground-truth RGB -> BT.601 studio-range Y rounded to uint8 -> grayscale JPEG at
-quality Q (Pillow) -> restore -> metrics on Y. This is the AR-CNN paper's Table 1 protocol;
-with it, plain JPEG on LIVE1 at q10 measures 27.77 dB PSNR / 25.33 dB PSNR-B, as published.
+quality Q (Pillow) -> restore -> metrics on Y. This is the AR-CNN paper's Table 1 protocol: with
+it, plain JPEG on LIVE1 reproduces the paper's published input figures (docs/results.md), which
+is what makes our restored figures comparable with the paper's.
 
 ``color``: RGB JPEG (4:2:0) at Q -> restore through the colour pipeline -> PSNR on RGB and on Y.
 

@@ -74,8 +74,8 @@ class Settings:
     infer_threads: int = 0
     """Worker threads restoring images at once, sharing tile batches (0: 2 on CUDA, 1 on CPU)."""
     png_compress_level: int = 1
-    """zlib level of PNG output, 0-9. Level 1 encodes ~3x faster than Pillow's default 6 for
-    files ~5% larger (a Kodak24 photo): on a CPU worker the encoder competes with inference."""
+    """zlib level of PNG output, 0-9. Level 1 encodes several times faster than Pillow's default
+    6 for slightly larger files: on a CPU worker the encoder competes with inference."""
 
     def __post_init__(self) -> None:
         if self.chroma not in CHROMA_MODES:

@@ -35,7 +35,7 @@ QUALITIES = (10, 20, 30, 40)
 SETS = ("LIVE1", "Classic5", "Kodak24")
 BUCKET_SETS = ("Kodak24", "LIVE1")
 MILD_QUALITIES = (50, 60, 70, 80, 90)  # the fine-tune chain past the paper's qualities
-COLOUR_TARGETS = {10: 27.00, 20: 29.45, 30: 30.75, 40: 31.65}  # the colour issue's LIVE1 RGB bars
+COLOUR_TARGETS = {10: 27.00, 20: 29.45, 30: 30.75, 40: 31.65}  # LIVE1 RGB PSNR the colour path is held to
 
 
 def weights_digest(name: str) -> str:

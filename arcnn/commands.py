@@ -41,7 +41,7 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
     """Restore image files or folders into OUTDIR; bad files are reported and skipped."""
     from tqdm import tqdm
 
-    from arcnn.images import EXTENSIONS, encode_image, read_image
+    from arcnn.images import EXTENSIONS, encode_image, format_losses, read_image
     from arcnn.naming import local_inputs, output_names
     from arcnn.restoration import Restorer
     from arcnn.settings import get_settings
@@ -71,6 +71,8 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
             out = restorer.restore(img)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(encode_image(out, fmt, source=img, png_level=settings.png_compress_level))
+            for loss in format_losses(out, fmt):
+                tqdm.write(f"warning: {path}: {loss}", file=sys.stderr)
         except NoWeightsError as exc:
             raise click.ClickException(str(exc)) from exc
         except ArcnnError as exc:

@@ -18,3 +18,11 @@ class NoWeightsError(ArcnnError):
 
 class TooLargeError(BadImageError):
     """The image has more pixels than the decompression-bomb limit (``ARCNN_MAX_PIXELS``)."""
+
+
+class AnimatedImageError(BadImageError):
+    """The input has more than one frame (animated GIF/WebP/PNG, multi-page TIFF).
+
+    Refused rather than flattened: restoring frame 0 alone would write a still image that looks
+    like a finished output while every other frame is lost.
+    """

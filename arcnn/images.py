@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from arcnn import naming
 from arcnn.colour import rgb_to_studio_y, to_uint8
-from arcnn.errors import BadImageError, TooLargeError
+from arcnn.errors import AnimatedImageError, BadImageError, TooLargeError
 from arcnn.quality import estimate_quality
 
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
@@ -73,6 +73,10 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             if width * height > max_pixels:
                 raise TooLargeError(f"image is {width}x{height} = {width * height} pixels, over the "
                                     f"limit of {max_pixels} (ARCNN_MAX_PIXELS)")
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                raise AnimatedImageError(f"{img.format} with {frames} frames: only still images are "
+                                         "restored (the other frames would be lost)")
             quality = estimate_quality(getattr(img, "quantization", None)) if img.format == "JPEG" else None
             subsampled = JpegImagePlugin.get_sampling(img) > 0 if img.format == "JPEG" else None
             source_format = img.format
@@ -115,19 +119,40 @@ def read_image(path: Path, max_pixels: int) -> Image.Image:
     return decode_image(data, max_pixels)
 
 
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
+_PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", *_SIXTEEN_BIT)
+
+
+def format_losses(img: Image.Image, fmt: str) -> list[str]:
+    """What writing ``img`` as ``fmt`` gives up, in words for the job report (empty: nothing).
+
+    The output is still written: JPEG was asked for, and JPEG cannot hold alpha; but a caller
+    must be able to see that the transparency is gone rather than find out downstream.
+    """
+    losses = []
+    if fmt == "jpeg" and (img.mode in ("LA", "RGBA", "PA", "La", "RGBa") or "transparency" in img.info):
+        losses.append("alpha dropped: JPEG has no transparency (--format png or webp keeps it)")
+    if fmt != "png" and img.mode in _SIXTEEN_BIT:
+        losses.append(f"16-bit samples reduced to 8 bits: {fmt.upper()} has no 16-bit mode "
+                      "(--format png keeps them)")
+    return losses
+
+
 def _encodable(img: Image.Image, fmt: str) -> Image.Image:
     """Convert to a mode the format can store (JPEG has no alpha; only PNG has 16 bits).
 
     16-bit images are scaled to 8 bits (Pillow's own conversion clips 0-65535 at 255, which
     turned every 16-bit photo white).
     """
-    if fmt != "png" and img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if fmt != "png" and img.mode in _SIXTEEN_BIT:
         values = np.asarray(img, dtype=np.float64)
         scale = 257.0 if img.mode.startswith("I;16") or values.max() > 255 else 1.0
         img = Image.fromarray(to_uint8(values / scale))
     if fmt == "jpeg" and img.mode not in ("L", "RGB"):
         return img.convert("L" if img.mode in ("LA", "I;16", "I") else "RGB")
     if fmt == "webp" and img.mode not in ("RGB", "RGBA"):
+        return img.convert("RGBA" if "A" in img.mode else "RGB")
+    if fmt == "png" and img.mode not in _PNG_MODES:  # CMYK, YCbCr, LAB: PNG has no such mode
         return img.convert("RGBA" if "A" in img.mode else "RGB")
     return img
 

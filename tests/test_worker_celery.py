@@ -3,6 +3,7 @@ Celery worker subprocess and moto's S3 server over HTTP (behind a fault-injectin
 
 from __future__ import annotations
 
+import io
 import re
 import time
 import urllib.request
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from kombu import Connection
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from worker_support import (  # noqa: F401 (fixtures)
@@ -130,6 +132,19 @@ def test_colliding_keys_get_distinct_outputs_and_a_rerun_restores_nothing(env, w
     again = wait_job(env["ARCNN_BROKER_URL"], enqueue(env))
     assert (again["done"], again["skipped"]) == (0, 6)
     assert not [r for r in bucket.proxy.requests if r[0] == "PUT"]
+
+
+def test_the_job_report_records_what_a_format_cannot_hold(env, worker, bucket) -> None:  # noqa: F811
+    rgba = io.BytesIO()
+    Image.new("RGBA", (48, 40), (10, 200, 30, 128)).save(rgba, "PNG")
+    bucket.put("in/alpha.png", rgba.getvalue())
+    bucket.put("in/plain.jpg", jpeg(1))
+    job_id = enqueue(env, "--format", "jpeg")
+    status = wait_job(env["ARCNN_BROKER_URL"], job_id)
+    assert (status["done"], status["warned"]) == (2, 1)
+    assert "alpha dropped" in status["warnings"]["in/alpha.png"]
+    shown = cli(env, "status", job_id).stdout
+    assert "1 restored with a warning" in shown and "WARNING in/alpha.png: alpha dropped" in shown
 
 
 def test_bad_jobs_are_refused_or_failed_not_retried(env, worker, bucket) -> None:  # noqa: F811

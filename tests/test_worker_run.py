@@ -95,3 +95,36 @@ def test_keys_that_collide_after_the_extension_change_all_survive_and_a_rerun_re
         "a.JPG.png", "a.jpeg.png", "a.jpg.png", "a.png.png", "b.png"]
     again = json.loads(cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--json").stdout)
     assert (again["done"], again["skipped"]) == (0, 5)
+
+
+def test_animated_images_are_refused_with_a_reason_not_flattened_to_frame_0(tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    frames = [Image.new("RGB", (48, 40), colour) for colour in ((200, 0, 0), (0, 200, 0), (0, 0, 200))]
+    for name, fmt in (("anim.gif", "GIF"), ("anim.webp", "WEBP"), ("anim.png", "PNG")):
+        frames[0].save(src / name, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(src / "still.gif", "GIF")
+    result = cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--json", check=False)
+    assert result.returncode == 1
+    summary = json.loads(result.stdout)
+    assert (summary["total"], summary["done"], summary["failed"]) == (4, 1, 3)
+    for name in ("anim.gif", "anim.webp", "anim.png"):
+        failure = summary["failed_keys"][name]
+        assert failure["reason"] == "animated" and "3 frames" in failure["error"], failure
+    assert sorted(p.name for p in dest.glob("*.png")) == ["still.png"]
+
+
+def test_what_a_format_cannot_hold_is_written_with_a_warning_in_the_report(tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    Image.new("RGBA", (48, 40), (10, 200, 30, 128)).save(src / "alpha.png")
+    Image.new("I;16", (48, 40), 40000).save(src / "deep.png")
+    (src / "plain.jpg").write_bytes(jpeg(1))
+    result = cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--format", "jpeg", "--json")
+    summary = json.loads(result.stdout)
+    assert (summary["done"], summary["warned"]) == (3, 2)
+    assert "alpha dropped" in summary["warnings"]["alpha.png"]
+    assert "16-bit" in summary["warnings"]["deep.png"]
+    assert Image.open(dest / "alpha.jpg").mode == "RGB"
+    text = cli(_env(), "run", str(src), "--dest", str(tmp_path / "again"), "--model", MODEL, "--format", "jpeg")
+    assert "warned 2" in text.stdout and "WARNING alpha.png: alpha dropped" in text.stderr

@@ -276,7 +276,7 @@ def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, 
     import json
 
     from worker import tasks
-    from worker.app import QUEUE, configure
+    from worker.app import QUEUE, app, configure
     from worker.listing import planned
     from worker.locations import parse_location
     from worker.pipeline import Pipeline
@@ -288,6 +288,7 @@ def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, 
         (src / key).write_bytes(b"x")
     settings = Settings(broker_url=redis_server.url, list_batch=3, device="cpu")
     configure(settings)
+    app._after_fork()  # drop connections pooled for another test module's broker
     monkeypatch.setattr(tasks, "LIST_CHUNK", 2)
     runtime = tasks.Runtime(settings, Pipeline(settings))
     client = redis_server.client()

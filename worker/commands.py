@@ -116,6 +116,13 @@ def _describe(job: JobStatus) -> str:
         lines.append(f"  FAILED {key}: {failure['reason']}: {failure['error']}")
     if job.failed > len(job.failed_keys):
         lines.append(f"  ... and {job.failed - len(job.failed_keys)} more failed keys (see --json)")
+    if job.warned:
+        lines.append(f"  {job.warned} restored with a warning:")
+    for key, warning in job.warnings.items():
+        lines.append(f"  WARNING {key}: {warning}")
+    if job.warned > len(job.warnings):
+        lines.append(f"  ... and {job.warned - len(job.warnings)} more (only the first "
+                     f"{len(job.warnings)} are kept)")
     return "\n".join(lines)
 
 
@@ -226,6 +233,7 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
              for group in planned(source, dest_location, spec) for named in group)
     counts: Counter[str] = Counter()
     failures: dict[str, dict[str, str]] = {}
+    warnings: dict[str, str] = {}
     start = time.perf_counter()
     try:
         with tqdm(unit="img", file=sys.stderr, disable=as_json or None) as bar:
@@ -233,6 +241,8 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
                 counts[result.outcome or "skipped"] += 1
                 if result.outcome == "failed":
                     failures[result.work.key] = {"reason": result.reason, "error": result.error}
+                if result.warning:
+                    warnings[result.work.key] = result.warning
                 bar.update()
                 bar.set_postfix(failed=counts["failed"], refresh=False)
     except ArcnnError as error:  # the listing itself failed
@@ -241,17 +251,21 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
         pipeline.close()
     elapsed = time.perf_counter() - start
     summary = {"total": sum(counts.values()), "done": counts["restored"], "skipped": counts["skipped"],
-               "failed": counts["failed"], "seconds": round(elapsed, 3), "failed_keys": failures}
+               "failed": counts["failed"], "seconds": round(elapsed, 3), "failed_keys": failures,
+               "warned": len(warnings), "warnings": warnings}
     if summary["total"] == 0:
         summary["note"] = f"no keys matched: {src} holds no images" + (f" matching {include}" if include else "")
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(f"total {summary['total']}  done {summary['done']}  skipped {summary['skipped']}"
-                   f"  failed {summary['failed']}  in {elapsed:.1f}s")
+                   f"  failed {summary['failed']}" + (f"  warned {len(warnings)}" if warnings else "")
+                   + f"  in {elapsed:.1f}s")
         if "note" in summary:
             click.echo(summary["note"], err=True)
         for key, failure in failures.items():
             click.echo(f"FAILED {key}: {failure['reason']}: {failure['error']}", err=True)
+        for key, warning in warnings.items():
+            click.echo(f"WARNING {key}: {warning}", err=True)
     if failures:
         sys.exit(1)

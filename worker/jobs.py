@@ -12,7 +12,8 @@ Per-key bookkeeping lives only while its batch is open (a Redis set per in-fligh
 finished batch collapses to one bit, so memory does not grow with the size of the job.
 
 Keys (``{j}`` is ``arcnn:job:<id>``): ``{j}`` hash (spec, state, counters), ``{j}:failed`` hash
-(key -> JSON reason), ``{j}:batches`` bitmap (finished batches), ``{j}:b:<n>`` set (recorded
+(key -> JSON reason), ``{j}:warnings`` hash (key -> what its output gave up; the first
+:data:`WARNINGS_KEPT`, all of them counted), ``{j}:batches`` bitmap (finished batches), ``{j}:b:<n>`` set (recorded
 indices of open batch n), ``{j}:attempts`` hash (starts of unfinished keys, for poison detection);
 ``arcnn:jobs`` sorted set of job ids by creation time.
 """
@@ -37,6 +38,10 @@ COUNTER_OF = {"restored": "done", "skipped": "skipped", "failed": "failed"}
 """Outcome of one key -> job counter (``done`` counts restored images)."""
 
 TERMINAL = ("done", "failed")
+
+WARNINGS_KEPT = 1000
+"""Warned keys whose text is kept per job (all are counted): a job writing a million RGBA PNGs
+as JPEG should not store a million copies of "alpha dropped"."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class JobStatus:
     finished: float | None = None
     error: str | None = None
     failed_keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    warned: int = 0
+    """Restored keys whose output gave something up (alpha in a JPEG, 16 bits in 8)."""
+    warnings: dict[str, str] = field(default_factory=dict)
 
     @property
     def settled(self) -> int:
@@ -122,7 +130,7 @@ end
 """
 
 _LISTING_DONE = _MAYBE_DONE + """
--- KEYS: job, failed, batches, attempts. ARGV: now, ttl.
+-- KEYS: job, failed, batches, attempts, warnings. ARGV: now, ttl.
 redis.call('HSET', KEYS[1], 'listing_done', '1')
 if redis.call('HGET', KEYS[1], 'state') == 'listing' then
   redis.call('HSET', KEYS[1], 'state', 'running')
@@ -140,23 +148,27 @@ return redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':' .. ARGV[2], 1)
 """
 
 _RECORD = """
--- KEYS: job, batch set, batches bitmap, attempts, failed.
--- ARGV: batch_no, index, counter, key, failure JSON ('' unless failed).
+-- KEYS: job, batch set, batches bitmap, attempts, failed, warnings.
+-- ARGV: batch_no, index, counter, key, failure JSON ('' unless failed), warning, warnings kept.
 -- Returns 1 if this was the key's first outcome (and was counted), else 0.
 if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return 0 end
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
 redis.call('HDEL', KEYS[4], ARGV[1] .. ':' .. ARGV[2])
 redis.call('HINCRBY', KEYS[1], ARGV[3], 1)
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[5], ARGV[4], ARGV[5]) end
+if ARGV[6] ~= '' then
+  redis.call('HINCRBY', KEYS[1], 'warned', 1)
+  if redis.call('HLEN', KEYS[6]) < tonumber(ARGV[7]) then redis.call('HSET', KEYS[6], ARGV[4], ARGV[6]) end
+end
 return 1
 """
 
 _FINISH_BATCH = _MAYBE_DONE + """
--- KEYS: job, failed, batches, attempts, batch set. ARGV: batch_no, now, ttl.
+-- KEYS: job, failed, batches, attempts, warnings, batch set. ARGV: batch_no, now, ttl.
 if redis.call('SETBIT', KEYS[3], ARGV[1], 1) == 1 then return 0 end
-redis.call('DEL', KEYS[5])
+redis.call('DEL', KEYS[6])
 redis.call('HINCRBY', KEYS[1], 'batches_finished', 1)
-maybe_done(KEYS[1], ARGV[2], ARGV[3], {KEYS[1], KEYS[2], KEYS[3], KEYS[4]})
+maybe_done(KEYS[1], ARGV[2], ARGV[3], {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]})
 return 1
 """
 
@@ -194,7 +206,7 @@ class JobStore:
         return f"arcnn:job:{job_id}{suffix}"
 
     def _keys(self, job_id: str) -> list[str]:
-        return [self._key(job_id, s) for s in ("", ":failed", ":batches", ":attempts")]
+        return [self._key(job_id, s) for s in ("", ":failed", ":batches", ":attempts", ":warnings")]
 
     def create(self, spec: JobSpec) -> str:
         job_id = uuid.uuid4().hex[:12]
@@ -251,11 +263,13 @@ class JobStore:
                                args=[batch_no, index, time.time()]))
 
     def record(self, job_id: str, batch_no: int, index: int, key: str, outcome: str,
-               reason: str = "", error: str = "") -> bool:
-        """Record a key's outcome; True if it was the first (and so counted)."""
+               reason: str = "", error: str = "", warning: str = "") -> bool:
+        """Record a key's outcome (and what its output gave up); True if it was the first."""
         failure = json.dumps({"reason": reason, "error": error}) if outcome == "failed" else ""
-        keys = [*self._batch_keys(job_id, batch_no), self._key(job_id, ":failed")]
-        return bool(self._record(keys=keys, args=[batch_no, index, COUNTER_OF[outcome], key, failure]))
+        keys = [*self._batch_keys(job_id, batch_no), self._key(job_id, ":failed"),
+                self._key(job_id, ":warnings")]
+        return bool(self._record(keys=keys, args=[batch_no, index, COUNTER_OF[outcome], key, failure,
+                                                  warning, WARNINGS_KEPT]))
 
     def finish_batch(self, job_id: str, batch_no: int) -> bool:
         keys = [*self._keys(job_id), self._key(job_id, f":b:{batch_no}")]
@@ -273,6 +287,13 @@ class JobStore:
                 if len(failed_keys) >= failed_limit:
                     break
 
+        warnings: dict[str, str] = {}
+        if failed_limit and int(h.get("warned", 0)):
+            for key, value in self.redis.hscan_iter(self._key(job_id, ":warnings"), count=500):
+                warnings[key] = value
+                if len(warnings) >= failed_limit:
+                    break
+
         def number(name: str) -> float | None:
             return float(h[name]) if h.get(name) else None
 
@@ -282,6 +303,7 @@ class JobStore:
             skipped=int(h.get("skipped", 0)), failed=int(h.get("failed", 0)),
             created=float(h["created"]), started=number("started"), finished=number("finished"),
             error=h.get("error"), failed_keys=failed_keys,
+            warned=int(h.get("warned", 0)), warnings=warnings,
         )
 
     def recent(self, limit: int = 100, finished_within: float = 3600.0) -> list[JobStatus]:

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from arcnn.errors import ArcnnError, BadImageError, NoWeightsError, TooLargeError
-from arcnn.images import EXTENSIONS, decode_image, encode_image
+from arcnn.errors import AnimatedImageError, ArcnnError, BadImageError, NoWeightsError, TooLargeError
+from arcnn.images import EXTENSIONS, decode_image, encode_image, format_losses
 from arcnn.naming import NameClashError, Named, plain_name
 from arcnn.registry import bundled
 from arcnn.restoration import CHROMA_MODEL, PASSTHROUGH, Restorer, resolve_device
@@ -93,6 +93,8 @@ class Result:
     model: str = ""
     reason: str = ""
     error: str = ""
+    warning: str = ""
+    """What the written output gave up (alpha in a JPEG, 16 bits in 8): recorded, not failed."""
 
 
 @dataclass
@@ -255,7 +257,7 @@ class Pipeline:
     # -- stages -------------------------------------------------------------------------------
 
     def _finish(self, work: Work, outcome: str | None, model: str = "", reason: str = "",
-                error: str = "", started: bool = True) -> None:
+                error: str = "", started: bool = True, warning: str = "") -> None:
         if outcome is not None:
             metrics.IMAGES_PROCESSED.labels(outcome=outcome, model=model or work.spec.model).inc()
             if outcome == "failed":
@@ -264,7 +266,7 @@ class Pipeline:
         if started:
             metrics.IMAGES_IN_FLIGHT.dec()
         assert work.sink is not None
-        work.sink.put(Result(work, outcome, model, reason, error))
+        work.sink.put(Result(work, outcome, model, reason, error, warning))
 
     def _fetch_loop(self) -> None:
         while (work := self._fetch_q.get()) is not _STOP:
@@ -329,6 +331,7 @@ class Pipeline:
                 with _timed("encode"):
                     data = encode_image(item.image, work.spec.fmt, source=decoded.image,
                                         png_level=self.settings.png_compress_level)
+                warning = "; ".join(format_losses(item.image, work.spec.fmt))
                 metadata = {META_ETAG: decoded.etag, META_SIZE: str(decoded.size),
                             META_MODEL: item.model, META_JOB: work.job_id}
                 with _timed("upload"):
@@ -339,11 +342,13 @@ class Pipeline:
                 continue
             metrics.BYTES_WRITTEN.inc(len(data))
             metrics.PIXELS_PROCESSED.labels(model=item.model).inc(item.image.width * item.image.height)
-            self._finish(work, "restored", model=item.model)
+            self._finish(work, "restored", model=item.model, warning=warning)
 
     def _fail(self, work: Work, error: Exception, model: str = "") -> None:
         """Finish ``work`` as failed with a reason slug; unexpected errors are logged in full."""
-        if isinstance(error, BadImageError):
+        if isinstance(error, AnimatedImageError):
+            reason = "animated"
+        elif isinstance(error, BadImageError):
             reason = "too_large" if isinstance(error, TooLargeError) else "bad_image"
         elif isinstance(error, UnsafeKeyError):
             reason = "unsafe_key"

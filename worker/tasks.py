@@ -109,7 +109,7 @@ class Runtime:
         for result in self.pipeline.run(works):
             if result.outcome is not None:
                 self.store.record(job_id, batch_no, result.work.tag, result.work.key,
-                                  result.outcome, result.reason, result.error)
+                                  result.outcome, result.reason, result.error, result.warning)
             elif result.error:
                 unsettled += 1
         if unsettled:  # the job store was unreachable: retry the batch (settled keys are skipped)

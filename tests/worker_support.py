@@ -105,17 +105,25 @@ def _pings(client: redis.Redis) -> bool:
 class FaultyProxy:
     """An HTTP proxy in front of the S3 server that injects faults into chosen requests.
 
-    ``faults[substring]`` is a list of faults consumed one per matching GET: ``"503"`` (S3's
-    ServiceUnavailable), ``"500"``, ``"reset"`` (TCP reset before any response). ``"503*"``
-    is never consumed (a key that is always unavailable). ``hits`` counts matching GETs.
+    Two ways to choose: ``faults[substring]`` is a list of faults consumed one per GET whose path
+    contains the substring; ``calls[kind]`` one per request of a kind of S3 call: ``list``,
+    ``head``, ``get``, ``put``. A fault is ``"503"`` (ServiceUnavailable), ``"slowdown"`` (503
+    SlowDown, S3's throttling), ``"500"``, ``"reset"`` (TCP reset before any response) or
+    ``"ok"`` (pass this one through); ``"503*"`` is never consumed (always unavailable).
+    ``hits`` counts matching GETs per substring, ``requests`` every request and ``forwarded``
+    those that reached the S3 server, by (method, path without query).
     """
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.faults: dict[str, list[str]] = {}
+        self.calls: dict[str, list[str]] = {}
         self.hits: Counter[str] = Counter()
         self.requests: Counter[tuple[str, str]] = Counter()
         """(method, path without query) of every request, to prove "each key once"."""
+        self.forwarded: Counter[tuple[str, str]] = Counter()
+        self.injected: Counter[str] = Counter()
+        """Faults injected, by call kind."""
         self.lock = threading.Lock()
         proxy = self
 
@@ -133,15 +141,18 @@ class FaultyProxy:
                     self.close_connection = True
                     self.connection.close()
                     return
-                if fault in ("503", "503*", "500"):
-                    code = "ServiceUnavailable" if fault.startswith("503") else "InternalError"
+                if fault in ("503", "503*", "500", "slowdown"):
+                    code = {"500": "InternalError", "slowdown": "SlowDown"}.get(fault, "ServiceUnavailable")
                     payload = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
-                    self.send_response(int(fault[:3]))
+                    self.send_response(500 if fault == "500" else 503)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
                     return
+                with proxy.lock:
+                    proxy.forwarded[(self.command, self.path.split("?")[0])] += 1
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 upstream.request(self.command, self.path, body=body, headers=headers)
@@ -165,12 +176,26 @@ class FaultyProxy:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    @staticmethod
+    def kind(method: str, path: str) -> str:
+        """The S3 call a request is: list, head, get, put (or the method, lower-case)."""
+        route, _, query = path.partition("?")
+        if method == "GET" and (route.strip("/").count("/") == 0 or "list-type" in query):
+            return "list"
+        return {"HEAD": "head", "GET": "get", "PUT": "put"}.get(method, method.lower())
+
     def _fault(self, method: str, path: str) -> str | None:
         with self.lock:
             self.requests[(method, path.split("?")[0])] += 1
-        if method != "GET":
-            return None
-        with self.lock:
+            kind = self.kind(method, path)
+            planned = self.calls.get(kind)
+            if planned:
+                fault = planned.pop(0)
+                if fault != "ok":
+                    self.injected[kind] += 1
+                    return fault
+            if method != "GET":
+                return None
             for pattern, faults in self.faults.items():
                 if pattern in path:
                     self.hits[pattern] += 1
@@ -178,6 +203,11 @@ class FaultyProxy:
                         return faults[0]
                     return faults.pop(0) if faults else None
         return None
+
+    def clear(self) -> None:
+        with self.lock:
+            for counter in (self.faults, self.calls, self.hits, self.requests, self.forwarded, self.injected):
+                counter.clear()
 
     def close(self) -> None:
         self.server.shutdown()
@@ -198,9 +228,7 @@ class S3:
 
     def reset(self, bucket: str = BUCKET) -> None:
         """A fresh, empty bucket and no faults."""
-        self.proxy.faults.clear()
-        self.proxy.hits.clear()
-        self.proxy.requests.clear()
+        self.proxy.clear()
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
                 for obj in page.get("Contents", []):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from arcnn.errors import ArcnnError
 from arcnn.images import EXTENSIONS
-from arcnn.settings import PRECISIONS, get_settings
+from arcnn.settings import PRECISIONS, Settings, get_settings
 from worker.jobs import TERMINAL, JobSpec, JobStatus, JobStore
 from worker.locations import Location
 
@@ -70,13 +70,25 @@ def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include:
     from worker.app import QUEUE, configure
     from worker.tasks import list_job
 
-    spec, _, _ = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
+    spec, _, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
     settings = get_settings()
     store = reachable_store(settings.broker_url)
+    _check_destination(dest_location, settings)
     configure(settings)
     job_id = store.create(spec)
     list_job.apply_async(args=[job_id, 0], queue=QUEUE)
     click.echo(job_id)
+
+
+def _check_destination(location: Location, settings: Settings) -> None:
+    """One line and exit 1 when DEST can never be written (a missing bucket)."""
+    from worker.listing import check_destination
+    from worker.storage import open_storage
+
+    try:
+        check_destination(open_storage(location, settings))
+    except ArcnnError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def masked(url: str) -> str:
@@ -223,6 +235,7 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
 
     spec, src_location, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
     settings = get_settings()
+    _check_destination(dest_location, settings)
     source, target = open_storage(src_location, settings), open_storage(dest_location, settings)
     pipeline = Pipeline.from_settings(settings)
     try:

@@ -13,7 +13,7 @@ from arcnn.images import EXTENSIONS
 from arcnn.naming import Named, output_names
 from worker.jobs import JobSpec
 from worker.locations import Location, LocationError, check_disjoint, is_selected, parse_location
-from worker.storage import ObjectInfo, Storage
+from worker.storage import ObjectInfo, Storage, StorageError
 
 
 def validate(spec: JobSpec) -> tuple[Location, Location]:
@@ -24,6 +24,15 @@ def validate(spec: JobSpec) -> tuple[Location, Location]:
     if not spec.allow_overlap:
         check_disjoint(src, dest)
     return src, dest
+
+
+def check_destination(dest: Storage) -> None:
+    """Fail a job whose destination can never be written (a missing bucket) with one error,
+    before any key is queued, instead of with one ``storage`` failure per key."""
+    try:
+        dest.check()
+    except StorageError as error:
+        raise LocationError(f"destination {dest.location}: {error}") from error
 
 
 def selected(source: Storage, dest: Location, spec: JobSpec, start_after: str = "") -> Iterator[ObjectInfo]:

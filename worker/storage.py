@@ -74,6 +74,10 @@ class Storage(Protocol):
     def metadata(self, key: str) -> dict[str, str] | None:
         """Metadata recorded by :meth:`put`, or None if the object does not exist."""
 
+    def check(self) -> None:
+        """Raise :class:`PermanentStorageError` if outputs can never be written here (no such
+        bucket), so a job fails once, up front, instead of once per key."""
+
 
 def retrying(call: Callable[[], T], retries: int, backoff: float) -> T:
     """Run ``call``, retrying :class:`TransientStorageError` up to ``retries`` times.
@@ -94,7 +98,8 @@ def retrying(call: Callable[[], T], retries: int, backoff: float) -> T:
 def open_storage(location: Location, settings: Settings) -> Storage:
     """The backend for ``location``."""
     if location.scheme == "s3":
-        return S3Storage(location, _s3_client(settings.s3_endpoint_url, settings.io_threads))
+        return S3Storage(location, _s3_client(settings.s3_endpoint_url, settings.io_threads),
+                         settings.max_retries, settings.retry_backoff)
     return LocalStorage(location)
 
 
@@ -148,22 +153,33 @@ def _classify(error: Exception, what: str) -> StorageError:
 
 
 class S3Storage:
-    """An S3 bucket prefix through boto3 (AWS, MinIO, moto: set ``ARCNN_S3_ENDPOINT_URL``)."""
+    """An S3 bucket prefix through boto3 (AWS, MinIO, moto: set ``ARCNN_S3_ENDPOINT_URL``).
 
-    def __init__(self, location: Location, client) -> None:  # noqa: ANN001
+    ``retries`` and ``backoff`` are the listing's retry policy: one failed page request must not
+    fail a job of millions of keys. A page is retried with the same continuation token, so no
+    key is listed twice or skipped. get/put/metadata are retried by their caller
+    (:class:`worker.pipeline.Pipeline`), which decides per key when to give up.
+    """
+
+    def __init__(self, location: Location, client, retries: int = 5, backoff: float = 0.5,  # noqa: ANN001
+                 page_size: int = 1000) -> None:
         self.location = location
         self._client = client
+        self.retries = retries
+        self.backoff = backoff
+        self.page_size = page_size
 
     def list(self, start_after: str = "") -> Iterator[ObjectInfo]:
-        """Page by page (1000 keys per request), never holding more than one page."""
+        """Page by page (``page_size`` keys per request), never holding more than one page."""
         token: str | None = None
         while True:
-            kwargs = {"Bucket": self.location.bucket, "Prefix": self.location.prefix}
+            kwargs = {"Bucket": self.location.bucket, "Prefix": self.location.prefix, "MaxKeys": self.page_size}
             if token:
                 kwargs["ContinuationToken"] = token
             elif start_after:
                 kwargs["StartAfter"] = start_after
-            page = self._call(lambda: self._client.list_objects_v2(**kwargs), "list")
+            page = retrying(lambda: self._call(lambda: self._client.list_objects_v2(**kwargs), "list"),
+                            self.retries, self.backoff)
             for entry in page.get("Contents", []):
                 yield ObjectInfo(entry["Key"], entry["Size"], entry["ETag"].strip('"'))
             if not page.get("IsTruncated"):
@@ -196,6 +212,21 @@ class S3Storage:
         except _TRANSIENT_BOTO as error:
             raise _classify(error, f"head {key}") from error
         return dict(response.get("Metadata", {}))
+
+    def check(self) -> None:
+        """HEAD the bucket. Only "no such bucket" is final: a 403 may just mean the credentials
+        may write objects but not list or head the bucket, so the writes themselves decide."""
+        try:
+            retrying(lambda: self._call(lambda: self._client.head_bucket(Bucket=self.location.bucket),
+                                        f"head bucket {self.location.bucket}"), self.retries, self.backoff)
+        except PermanentStorageError as error:
+            cause = error.__cause__
+            status = (cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                      if isinstance(cause, botocore.exceptions.ClientError) else None)
+            if status == 404:
+                raise PermanentStorageError(f"bucket {self.location.bucket!r} does not exist") from error
+            if status != 403:
+                raise
 
     @staticmethod
     def _call(call: Callable[[], T], what: str) -> T:
@@ -241,6 +272,9 @@ class LocalStorage:
             elif entry.is_file() and key > start_after:
                 stat = entry.stat()
                 yield ObjectInfo(key, stat.st_size, f"{stat.st_mtime_ns:x}-{stat.st_size:x}")
+
+    def check(self) -> None:
+        """A local destination folder is created on the first write: nothing to check."""
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()

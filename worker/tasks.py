@@ -23,7 +23,7 @@ from arcnn.errors import ArcnnError
 from arcnn.settings import Settings, get_settings
 from worker.app import QUEUE, app
 from worker.jobs import TERMINAL, JobSpec, JobStore
-from worker.listing import planned, validate
+from worker.listing import check_destination, planned, validate
 from worker.pipeline import Pipeline, PoisonError, Settled, Work
 from worker.storage import Storage, open_storage
 
@@ -58,6 +58,7 @@ class Runtime:
             spec, source, dest = self.job(job_id)
             if from_batch == 0:
                 self.pipeline.models.check(spec.model)  # fail the job now if the model cannot load
+                check_destination(dest)
             sent, cursor = self.store.list_cursor(job_id)
             batch: list[list[str]] = []
             for group in planned(source, dest.location, spec, start_after=cursor):

@@ -312,3 +312,35 @@ def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, 
     assert [item[0] for item in items] == keys  # each key once, in order
     assert {item[0]: item[2] for item in items} == whole
     assert whole["b.png"] == "b.png.png" and whole["a4.jpg"] == "a4.png"
+
+
+def test_nothing_a_job_leaves_in_redis_lives_forever(redis_server) -> None:  # noqa: F811
+    from worker.jobs import JOB_MAX_AGE_SECONDS, JOB_TTL_SECONDS, JOBS_INDEX
+
+    client = redis_server.client()
+    client.zadd(JOBS_INDEX, {"ancient": time.time() - JOB_MAX_AGE_SECONDS - 60})
+    store = JobStore.from_url(redis_server.url)
+    job_id = store.create(JobSpec("s3://b/in", "s3://b/out"))
+    assert client.zscore(JOBS_INDEX, "ancient") is None  # trimmed when a job is created
+    store.batch_sent(job_id, 0, 2, "in/b.jpg")
+    store.batch_sent(job_id, 1, 1, "in/c.jpg")
+    store.begin(job_id, 0, 0)
+    store.record(job_id, 0, 0, "in/a.jpg", "failed", "bad_image", "corrupt")
+    store.begin(job_id, 0, 1)
+    store.record(job_id, 0, 1, "in/b.jpg", "restored", warning="alpha dropped")
+    store.finish_batch(job_id, 0)
+    store.begin(job_id, 1, 0)  # batch 1 never finishes: its worker and the message were lost
+
+    def ttls() -> dict[str, int]:
+        keys = [*client.scan_iter(f"arcnn:job:{job_id}*"), JOBS_INDEX]
+        return {key: client.ttl(key) for key in keys}
+
+    stalled = ttls()
+    assert f"arcnn:job:{job_id}:attempts" in stalled and JOBS_INDEX in stalled
+    assert all(0 < ttl <= JOB_MAX_AGE_SECONDS for ttl in stalled.values()), stalled
+    store.record(job_id, 1, 0, "in/c.jpg", "skipped")
+    store.finish_batch(job_id, 1)
+    store.listing_done(job_id)
+    assert store.status(job_id).state == "done"
+    done = ttls()
+    assert all(0 < ttl <= JOB_TTL_SECONDS for key, ttl in done.items() if key != JOBS_INDEX), done

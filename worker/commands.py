@@ -68,15 +68,15 @@ def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include:
     however large the prefix is. Follow it with `arcnn status JOB --watch`.
     """
     from worker.app import QUEUE, configure
-    from worker.tasks import list_job
 
     spec, _, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
     settings = get_settings()
     store = reachable_store(settings.broker_url)
     _check_destination(dest_location, settings)
-    configure(settings)
+    app = configure(settings)
     job_id = store.create(spec)
-    list_job.apply_async(args=[job_id, 0], queue=QUEUE)
+    # By name: importing worker.tasks would import torch (seconds) for one message.
+    app.send_task("arcnn.list_job", args=[job_id, 0], queue=QUEUE)
     click.echo(job_id)
 
 

@@ -16,6 +16,12 @@ Keys (``{j}`` is ``arcnn:job:<id>``): ``{j}`` hash (spec, state, counters), ``{j
 :data:`WARNINGS_KEPT`, all of them counted), ``{j}:batches`` bitmap (finished batches), ``{j}:b:<n>`` set (recorded
 indices of open batch n), ``{j}:attempts`` hash (starts of unfinished keys, for poison detection);
 ``arcnn:jobs`` sorted set of job ids by creation time.
+
+Nothing a job leaves in Redis lives forever: a finished or failed job's keys expire
+:data:`JOB_TTL_SECONDS` after it ends, every key a job creates carries :data:`JOB_MAX_AGE_SECONDS`
+from its creation (so a job whose listing or batches were lost does not stay behind), and the
+index drops entries older than that whenever a job is created (and expires itself when no job
+has been created for that long).
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from redis.retry import Retry
 JOBS_INDEX = "arcnn:jobs"
 JOB_TTL_SECONDS = 7 * 24 * 3600
 """Finished jobs (and their failed-key lists) are kept this long, then Redis drops them."""
+JOB_MAX_AGE_SECONDS = 30 * 24 * 3600
+"""The longest any job's state is kept, finished or not (a job still running after this long
+loses its state: no job should)."""
 
 OUTCOMES = ("restored", "skipped", "failed")
 COUNTER_OF = {"restored": "done", "skipped": "skipped", "failed": "failed"}
@@ -139,33 +148,44 @@ maybe_done(KEYS[1], ARGV[1], ARGV[2], KEYS)
 """
 
 _BEGIN = """
--- KEYS: job, batch set, batches bitmap, attempts. ARGV: batch_no, index, now.
+-- KEYS: job, batch set, batches bitmap, attempts. ARGV: batch_no, index, now, max age.
 -- Returns -1 if the key already has an outcome, else how many times it has been started.
 if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return -1 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return -1 end
 redis.call('HSETNX', KEYS[1], 'started', ARGV[3])
-return redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':' .. ARGV[2], 1)
+local starts = redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':' .. ARGV[2], 1)
+redis.call('EXPIRE', KEYS[4], ARGV[4])
+return starts
 """
 
 _RECORD = """
 -- KEYS: job, batch set, batches bitmap, attempts, failed, warnings.
--- ARGV: batch_no, index, counter, key, failure JSON ('' unless failed), warning, warnings kept.
+-- ARGV: batch_no, index, counter, key, failure JSON ('' unless failed), warning, warnings kept,
+--       max age.
 -- Returns 1 if this was the key's first outcome (and was counted), else 0.
 if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return 0 end
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('HDEL', KEYS[4], ARGV[1] .. ':' .. ARGV[2])
 redis.call('HINCRBY', KEYS[1], ARGV[3], 1)
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[5], ARGV[4], ARGV[5]) end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[5], ARGV[4], ARGV[5])
+  redis.call('EXPIRE', KEYS[5], ARGV[8])
+end
 if ARGV[6] ~= '' then
   redis.call('HINCRBY', KEYS[1], 'warned', 1)
-  if redis.call('HLEN', KEYS[6]) < tonumber(ARGV[7]) then redis.call('HSET', KEYS[6], ARGV[4], ARGV[6]) end
+  if redis.call('HLEN', KEYS[6]) < tonumber(ARGV[7]) then
+    redis.call('HSET', KEYS[6], ARGV[4], ARGV[6])
+    redis.call('EXPIRE', KEYS[6], ARGV[8])
+  end
 end
 return 1
 """
 
 _FINISH_BATCH = _MAYBE_DONE + """
--- KEYS: job, failed, batches, attempts, warnings, batch set. ARGV: batch_no, now, ttl.
+-- KEYS: job, failed, batches, attempts, warnings, batch set. ARGV: batch_no, now, ttl, max age.
 if redis.call('SETBIT', KEYS[3], ARGV[1], 1) == 1 then return 0 end
+redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('DEL', KEYS[6])
 redis.call('HINCRBY', KEYS[1], 'batches_finished', 1)
 maybe_done(KEYS[1], ARGV[2], ARGV[3], {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]})
@@ -216,7 +236,10 @@ class JobStore:
                   "batches_sent": 0, "batches_finished": 0, "list_cursor": ""}
         with self.redis.pipeline() as pipe:
             pipe.hset(self._key(job_id), mapping=fields)
+            pipe.expire(self._key(job_id), JOB_MAX_AGE_SECONDS)
             pipe.zadd(JOBS_INDEX, {job_id: now})
+            pipe.zremrangebyscore(JOBS_INDEX, "-inf", now - JOB_MAX_AGE_SECONDS)
+            pipe.expire(JOBS_INDEX, JOB_MAX_AGE_SECONDS)
             pipe.execute()
         return job_id
 
@@ -260,7 +283,7 @@ class JobStore:
     def begin(self, job_id: str, batch_no: int, index: int) -> int:
         """Mark a key started: -1 if it already has an outcome, else the number of starts."""
         return int(self._begin(keys=self._batch_keys(job_id, batch_no),
-                               args=[batch_no, index, time.time()]))
+                               args=[batch_no, index, time.time(), JOB_MAX_AGE_SECONDS]))
 
     def record(self, job_id: str, batch_no: int, index: int, key: str, outcome: str,
                reason: str = "", error: str = "", warning: str = "") -> bool:
@@ -269,11 +292,12 @@ class JobStore:
         keys = [*self._batch_keys(job_id, batch_no), self._key(job_id, ":failed"),
                 self._key(job_id, ":warnings")]
         return bool(self._record(keys=keys, args=[batch_no, index, COUNTER_OF[outcome], key, failure,
-                                                  warning, WARNINGS_KEPT]))
+                                                  warning, WARNINGS_KEPT, JOB_MAX_AGE_SECONDS]))
 
     def finish_batch(self, job_id: str, batch_no: int) -> bool:
         keys = [*self._keys(job_id), self._key(job_id, f":b:{batch_no}")]
-        return bool(self._finish_batch(keys=keys, args=[batch_no, time.time(), JOB_TTL_SECONDS]))
+        return bool(self._finish_batch(keys=keys, args=[batch_no, time.time(), JOB_TTL_SECONDS,
+                                                        JOB_MAX_AGE_SECONDS]))
 
     def status(self, job_id: str, failed_limit: int = 1000) -> JobStatus:
         """A snapshot; at most ``failed_limit`` failed keys are included (a job may fail millions)."""

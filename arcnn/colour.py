@@ -51,14 +51,15 @@ def studio_to_full_luma(y: np.ndarray) -> np.ndarray:
     return (y - 16.0) * (255.0 / 219.0)
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
+def to_uint8(x: np.ndarray, scratch: bool = False) -> np.ndarray:
     """Round half up and clip to uint8, as MATLAB's im2uint8 does for non-negative values.
 
     One temporary of ``x``'s size, worked on in place: the chained form
     (``clip(floor(x + 0.5))``) holds three float copies at once, which dominates peak memory on
-    large images.
+    large images. With ``scratch`` there is none: ``x`` itself (a float array the caller no
+    longer needs) is rounded in place.
     """
-    out = np.add(x, 0.5)
+    out = np.add(x, 0.5, out=x if scratch else None)
     np.floor(out, out=out)
     np.clip(out, 0, 255, out=out)
     return out.astype(np.uint8)

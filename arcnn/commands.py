@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from arcnn.errors import ArcnnError, NoWeightsError
-from arcnn.settings import CHROMA_MODES, PRECISIONS
+from arcnn.policy import CHROMA_MODES, TIERS
+from arcnn.settings import PRECISIONS
 
 MIN_TILE = 64
 """Smallest tile the commands accept: below it the halo (9-18 pixels a side) is most of each
@@ -33,12 +34,19 @@ tile's work, and a 1-pixel tile took minutes for a small photo."""
                    "help (auto), on every colour image (restore), or pass them through "
                    "(default: ARCNN_CHROMA, itself auto).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="auto: fp16 on CUDA, fp32 on CPU; bf16 is faster on some CPUs, slower on "
-                   "others (default: ARCNN_PRECISION).")
+              help="auto: fp16 on CUDA, bf16 on CPUs with AMX, fp32 on other CPUs "
+                   "(default: ARCNN_PRECISION).")
+@click.option("--tier", type=click.Choice(TIERS), default=None,
+              help="Models auto picks from: standard (AR-CNN) or fast (Fast AR-CNN, several times "
+                   "the throughput for a smaller gain) (default: ARCNN_TIER, itself standard).")
+@click.option("--quiet", "-q", is_flag=True, help="No per-file lines or progress bar: errors and the summary only.")
 def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int | None,
                     batch_size: int | None, device: str | None, fmt: str, chroma: str | None,
-                    precision: str | None) -> None:
-    """Restore image files or folders into OUTDIR; bad files are reported and skipped."""
+                    precision: str | None, tier: str | None, quiet: bool) -> None:
+    """Restore image files or folders into OUTDIR; bad files are reported and skipped.
+
+    Each file gets one line: what ran and why (``jpeg-q20+colour (estimated q18, 4:2:0)``), or
+    that it passed through and why, or why it failed."""
     from tqdm import tqdm
 
     from arcnn.images import EXTENSIONS, encode_image, format_losses, read_image
@@ -53,7 +61,9 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
     try:
         restorer = Restorer.load(model, device or settings.device, tile or settings.tile,
                                  batch_size or settings.batch_size, chroma or settings.chroma,
-                                 precision or settings.precision)
+                                 precision or settings.precision, tier=tier or settings.tier,
+                                 default_model=settings.default_model,
+                                 auto_max_quality=settings.auto_max_quality)
     except (ArcnnError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     # The same selection and output names as `arcnn run DIR` (arcnn/naming.py).
@@ -63,14 +73,18 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
         raise click.ClickException("no input images found")
     outdir.mkdir(parents=True, exist_ok=True)
     failed: list[tuple[Path, str]] = []
-    for named in tqdm(files, disable=len(files) < 2, unit="img", desc="restoring"):
+    bar = quiet or len(files) < 2 or not sys.stderr.isatty()
+    for named in tqdm(files, disable=bar, unit="img", desc="restoring"):
         path = named.item[1]
         try:
             target = outdir / named.output_name()
             img = read_image(path, settings.max_pixels)
-            out = restorer.restore(img)
+            choice = restorer.choose(img)
+            out = restorer.restore(img, choice)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(encode_image(out, fmt, source=img, png_level=settings.png_compress_level))
+            if not quiet:
+                tqdm.write(f"{path} -> {target}: {choice.label} ({choice.why})")
             for loss in format_losses(out, fmt):
                 tqdm.write(f"warning: {path}: {loss}", file=sys.stderr)
         except NoWeightsError as exc:
@@ -101,9 +115,14 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
 @click.option("--images", type=click.IntRange(1), default=None, help="Use the first N images only.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--tile", type=click.IntRange(MIN_TILE), default=512, show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="As arcnn restore --precision (bench.precision_cost compares them).")
+@click.option("--tier", type=click.Choice(TIERS), default="standard", show_default=True,
+              help="Models auto picks from (color / bucket), as arcnn restore --tier; with "
+                   "--protocol paper, fast evaluates the fast-arcnn-qN model nearest the quality.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_command(data_dir: Path, quality: int | None, model: str | None, protocol: str, chroma: str,
-                 images: int | None, device: str, tile: int, as_json: bool) -> None:
+                 images: int | None, device: str, tile: int, precision: str, tier: str, as_json: bool) -> None:
     """Measure JPEG input and restored output on the ground-truth images in DATA_DIR."""
     from arcnn.evaluation import BUCKET_ROWS, bucket_protocol, color_protocol, paper_protocol
     from arcnn.registry import bundled
@@ -112,12 +131,13 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
     if protocol != "bucket" and quality is None:
         raise click.UsageError(f"--protocol {protocol} needs --quality")
     if model is None and protocol == "paper":
-        model = nearest_quality_model(quality, list(bundled()))
+        model = nearest_quality_model(quality, list(bundled()), tier)
         if model is None:
-            raise click.ClickException("no trained jpeg-q* model is bundled; pass --model NAME or --model none")
+            raise click.ClickException(f"no trained {tier}-tier model is bundled; pass --model NAME or --model none")
     model = "auto" if model is None else (None if model == "none" else model)
     try:
-        restorer = Restorer.load(model, device, tile, chroma=chroma) if model else None
+        restorer = (Restorer.load(model, device, tile, chroma=chroma, precision=precision, tier=tier)
+                    if model else None)
     except (ArcnnError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     restore = restorer.restore if restorer else None
@@ -134,6 +154,8 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
     result = {"data": str(data_dir), "model": model, **result}
     if protocol == "bucket":
         result["chroma"] = chroma
+    if tier != "standard":
+        result["tier"] = tier
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

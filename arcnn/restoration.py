@@ -13,7 +13,7 @@ restored at 16-bit precision.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -49,6 +49,8 @@ class Choice:
     luma: str
     chroma: tuple[int, bool] | None = None
     chroma_model: str = CHROMA_MODEL
+    why: str = field(default="", compare=False)
+    """Why, in a few words, for the per-file line users read (``estimated q18, 4:2:0``)."""
 
     @property
     def label(self) -> str:
@@ -120,7 +122,7 @@ class Restorer:
     """
 
     def __init__(self, model: str = "auto", device: str = "auto", tile: int = 512,
-                 batch_size: int = 4, chroma: str = "auto", precision: str = "auto",
+                 batch_size: int = 0, chroma: str = "auto", precision: str = "auto",
                  cuda_graphs: bool = False, *, tier: str = "standard", default_model: str = PASSTHROUGH,
                  auto_max_quality: int = 100) -> None:
         if chroma not in CHROMA_MODES:
@@ -129,7 +131,11 @@ class Restorer:
             raise ValueError(f"tier must be one of {', '.join(TIERS)}, not {tier!r}")
         self.default = model
         self.device = str(resolve_device(device))
-        self.tile, self.batch_size, self.chroma, self.tier = tile, batch_size, chroma, tier
+        self.tile, self.chroma, self.tier = tile, chroma, tier
+        # Tiles per forward pass (0: auto). A GPU needs several to be busy; a CPU worker thread
+        # runs as fast on one tile at a time, and each extra tile in a batch is its feature maps'
+        # worth of memory (docs/performance.md).
+        self.batch_size = batch_size or (4 if self.device.startswith("cuda") else 1)
         self.default_model, self.auto_max_quality = default_model, auto_max_quality
         self.precision = default_precision(self.device) if precision == "auto" else precision
         self.cuda_graphs = cuda_graphs and self.device.startswith("cuda")
@@ -199,12 +205,27 @@ class Restorer:
         and the chroma network's conditions."""
         spec = model or self.default
         if spec == PASSTHROUGH:  # asked for by name: the image goes out as it came in
-            return Choice(PASSTHROUGH)
+            return Choice(PASSTHROUGH, why="asked for")
         if spec == "auto":
-            return Choice(self.choose_model(img), self.choose_chroma(img), self.chroma_model)
+            luma, chroma = self.choose_model(img), self.choose_chroma(img)
+            return Choice(luma, chroma, self.chroma_model, self._why_auto(img, luma, chroma))
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
         # the policy measured its own luma choices with the chroma network, not arbitrary models
-        return Choice(spec, self.choose_chroma(img) if self.chroma == "restore" else None, self.chroma_model)
+        return Choice(spec, self.choose_chroma(img) if self.chroma == "restore" else None, self.chroma_model,
+                      "named")
+
+    def _why_auto(self, img: Image.Image, luma: str, chroma: tuple[int, bool] | None) -> str:
+        quality = img.info.get("jpeg_quality")
+        if quality is None:
+            return "no JPEG tables" + ("" if luma == PASSTHROUGH else ": the default model")
+        estimate = f"estimated q{quality}"
+        if img.mode not in GREY_MODES:
+            estimate += ", 4:2:0" if img.info.get("jpeg_subsampled") else ", 4:4:4"
+        if quality > self.auto_max_quality:
+            return f"{estimate}: above the quality cut {self.auto_max_quality}"
+        if luma == PASSTHROUGH and chroma is None:
+            return f"{estimate}: no model measured to help there"
+        return estimate
 
     def _plane(self, net: nn.Module, plane: np.ndarray) -> np.ndarray:
         return restore_plane(net, plane, self.tile, self.batch_size, self.device)
@@ -248,7 +269,7 @@ class Restorer:
         elif mode in ("1", "L", "LA"):
             # Pillow holds LA in 4 bytes a pixel: only images with alpha pay for it
             planes = np.asarray(img.convert("LA")) if mode == "LA" else np.asarray(img.convert("L"))[..., None]
-            y = to_uint8(self._plane(net, planes[..., 0]))
+            y = to_uint8(self._plane(net, planes[..., 0]), scratch=True)
             out = Image.fromarray(y) if mode != "LA" else Image.fromarray(np.dstack([y, planes[..., 1]]), "LA")
         else:
             out = self._restore_colour(img, choice, net)
@@ -270,4 +291,6 @@ class Restorer:
             ycc[1:] = self.restore_chroma(ycc, choice.chroma, choice.chroma_model)
         if net is not None:
             ycc[0] = self.restore_luma(choice.luma, ycc[0])
-        return Image.fromarray(ycbcr_planes_to_rgb_uint8(ycc, alpha), target)
+        rgb = ycbcr_planes_to_rgb_uint8(ycc, alpha)
+        del ycc  # before Pillow's copy of the result
+        return Image.fromarray(rgb, target)

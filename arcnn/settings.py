@@ -51,8 +51,9 @@ class Settings:
     docs/performance.md has what reduced precision costs in PSNR."""
     tile: int = 512
     """Tile side in pixels for inference; memory is bounded by this, not the image."""
-    batch_size: int = 4
-    """Tiles of one shape run together in a batch (useful on GPUs)."""
+    batch_size: int = 0
+    """Tiles of one shape run together in a batch; 0: 4 on GPUs (which need them to be busy), 1 on
+    CPUs (as fast, and each tile of a batch costs its feature maps' memory)."""
     metrics_port: int = 9808
     """Port of the worker's Prometheus endpoint."""
     metrics_addr: str = "127.0.0.1"

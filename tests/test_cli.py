@@ -160,3 +160,32 @@ def test_eval_bucket_reports_every_row_with_its_worst_image(tmp_path):
     assert out["worst_gain"] == min(r["worst_gain"] for r in out["rows"])
     table = CliRunner().invoke(main, ["eval", str(data), "--protocol", "bucket", "--model", "none"])
     assert table.exit_code == 0 and "q75 > crop 3 > q50" in table.output
+
+
+def test_restore_says_what_happened_to_each_file(tmp_path):
+    """One line per file: what ran and why, or passed through and why; --quiet keeps only the
+    summary. The auto choices come from the shipped policy and ARCNN_AUTO_MAX_QUALITY."""
+    src = tmp_path / "in"
+    src.mkdir()
+    _jpeg(src / "low.jpg", quality=10)
+    _jpeg(src / "high.jpg", quality=95)
+    Image.new("RGB", (20, 20), "white").save(src / "clean.png")
+    env = {**os.environ, "ARCNN_AUTO_MAX_QUALITY": "90"}
+    result = run("restore", str(src), "-o", str(tmp_path / "out"), "--tile", "64", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(" -> ")[0].rsplit("/", 1)[-1]: line for line in result.stdout.splitlines()}
+    assert "jpeg-q10" in lines["low.jpg"] and "(estimated q10, 4:2:0)" in lines["low.jpg"]
+    assert lines["high.jpg"].endswith("passthrough (estimated q95, 4:2:0: above the quality cut 90)")
+    assert lines["clean.png"].endswith("passthrough (no JPEG tables)")
+    quiet = run("restore", str(src), "-o", str(tmp_path / "quiet"), "--tile", "64", "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == ""
+    assert "restored 3 of 3" in quiet.stderr
+
+
+def test_fast_tier_picks_fast_models(tmp_path):
+    _jpeg(tmp_path / "x.jpg", mode="L", quality=10)
+    result = run("restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--tier", "fast", "--tile", "64")
+    assert result.returncode == 0, result.stderr
+    assert ": fast-arcnn-q10 (estimated q10)" in result.stdout
+    bad = run("restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--tier", "fastest")
+    assert bad.returncode == 2

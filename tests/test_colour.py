@@ -52,3 +52,9 @@ def test_float32_planes_convert_as_the_float64_image_does():
     alpha = np.arange(37 * 29, dtype=np.uint8).reshape(37, 29)
     rgba = ycbcr_planes_to_rgb_uint8(planes, alpha, band=5)
     assert np.array_equal(rgba[..., :3], rgb) and np.array_equal(rgba[..., 3], alpha)
+
+
+def test_to_uint8_in_scratch_mode_rounds_the_same():
+    x = np.array([-3.0, 0.49, 0.5, 127.5, 254.5, 300.0], dtype=np.float32)
+    expected = to_uint8(x.copy())
+    assert np.array_equal(to_uint8(x, scratch=True), expected)

@@ -32,7 +32,7 @@ from arcnn.errors import AnimatedImageError, ArcnnError, BadImageError, NoWeight
 from arcnn.images import EXTENSIONS, decode_image, encode_image, format_losses
 from arcnn.naming import NameClashError, Named, plain_name
 from arcnn.registry import bundled
-from arcnn.restoration import CHROMA_MODEL, PASSTHROUGH, Restorer, resolve_device
+from arcnn.restoration import PASSTHROUGH, Restorer, resolve_device
 from arcnn.settings import Settings
 from worker import metrics
 from worker.batching import BatchingRestorer
@@ -143,9 +143,11 @@ class Models:
         device = str(resolve_device(settings.device))
         self.threads = settings.infer_threads or (2 if device.startswith("cuda") else 1)
         options = {"device": device, "tile": settings.tile, "batch_size": settings.batch_size,
-                   "precision": settings.precision, "chroma": settings.chroma}
+                   "precision": settings.precision, "chroma": settings.chroma, "tier": settings.tier,
+                   "default_model": settings.default_model, "auto_max_quality": settings.auto_max_quality}
+        batch = settings.batch_size or (4 if device.startswith("cuda") else 1)
         self.restorer = (
-            BatchingRestorer("auto", max_batch=settings.batch_size * self.threads, **options)
+            BatchingRestorer("auto", max_batch=batch * self.threads, **options)
             if self.threads > 1 else Restorer("auto", **options)
         )
         self._lock = threading.Lock()
@@ -176,7 +178,7 @@ class Models:
         choice = self.restorer.choose(image, None if spec == "auto" else spec)
         self.load(choice.luma)
         if choice.chroma is not None:
-            self.load(CHROMA_MODEL)
+            self.load(choice.chroma_model)
         return choice.label, self.restorer.restore(image, choice)
 
 
@@ -189,7 +191,7 @@ class Pipeline:
         self.models = Models(settings)
         io = max(1, settings.io_threads)
         self._fetch_q: queue.Queue = queue.Queue(maxsize=io)
-        self._infer_q: queue.Queue = queue.Queue(maxsize=max(2, settings.batch_size))
+        self._infer_q: queue.Queue = queue.Queue(maxsize=max(2, self.models.restorer.batch_size))
         self._encode_q: queue.Queue = queue.Queue(maxsize=io)
         self._stages = [
             (self._fetch_q, [threading.Thread(target=self._fetch_loop, name=f"fetch-{i}", daemon=True)

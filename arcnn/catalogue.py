@@ -17,17 +17,19 @@ from arcnn.cards import ModelCard
 
 
 def auto_models() -> set[str]:
-    """The models ``--model auto`` can apply: each one its measured policy names, and the chroma
-    network where the policy runs it at all."""
-    from arcnn.policy import shipped_policy
-    from arcnn.restoration import CHROMA_MODEL, PASSTHROUGH
+    """The models ``--model auto`` can apply, in either tier: each one a tier's measured policy
+    names, and the tier's chroma network where its policy runs it at all."""
+    from arcnn.policy import TIERS, shipped_policy
+    from arcnn.restoration import CHROMA_MODELS, PASSTHROUGH
 
-    policy = shipped_policy()
-    if policy is None:
-        return set()
-    names = {name for table in policy.luma.values() for name in table.values()} - {PASSTHROUGH}
-    if any(any(table.values()) for table in policy.chroma.values()):
-        names.add(CHROMA_MODEL)
+    names: set[str] = set()
+    for tier in TIERS:
+        policy = shipped_policy(tier)
+        if policy is None:
+            continue
+        names |= {name for table in policy.luma.values() for name in table.values()} - {PASSTHROUGH}
+        if any(any(table.values()) for table in policy.chroma.values()):
+            names.add(CHROMA_MODELS[tier])
     return names
 
 

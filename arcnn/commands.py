@@ -114,7 +114,8 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
               help="color / bucket: how Cb/Cr are handled (as arcnn restore --chroma).")
 @click.option("--images", type=click.IntRange(1), default=None, help="Use the first N images only.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--tile", type=click.IntRange(MIN_TILE), default=512, show_default=True)
+@click.option("--tile", type=click.IntRange(MIN_TILE), default=None,
+              help="Tile side (default: 512 on GPUs, 384 on CPUs).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="As arcnn restore --precision (bench.precision_cost compares them).")
 @click.option("--tier", type=click.Choice(TIERS), default="standard", show_default=True,
@@ -136,14 +137,15 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
             raise click.ClickException(f"no trained {tier}-tier model is bundled; pass --model NAME or --model none")
     model = "auto" if model is None else (None if model == "none" else model)
     try:
-        restorer = (Restorer.load(model, device, tile, chroma=chroma, precision=precision, tier=tier)
+        restorer = (Restorer.load(model, device, tile or 0, chroma=chroma, precision=precision, tier=tier)
                     if model else None)
     except (ArcnnError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     restore = restorer.restore if restorer else None
     if protocol == "paper":
         net = restorer.model(model) if restorer else None
-        result = paper_protocol(net, data_dir, quality, restorer.device if restorer else "cpu", tile)
+        result = paper_protocol(net, data_dir, quality, restorer.device if restorer else "cpu",
+                                restorer.tile if restorer else 512)
     elif protocol == "color":
         result = color_protocol(restore, data_dir, quality)
     else:

@@ -26,7 +26,7 @@ from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, to_uint8, ycb
 from arcnn.errors import NoWeightsError
 from arcnn.policy import CHROMA_MODES, TIERS, AutoPolicy, shipped_policy
 from arcnn.registry import bundled, is_bundled, load_named
-from arcnn.tiling import restore_plane, restore_planes
+from arcnn.tiling import restore_in_place, restore_plane, restore_planes
 
 PASSTHROUGH = "passthrough"
 """Pseudo-model name: the image goes out as it came in (re-encoded, metadata kept). ``auto``
@@ -121,7 +121,7 @@ class Restorer:
     cut (``auto_max_quality``) are passed in by the commands, from the settings.
     """
 
-    def __init__(self, model: str = "auto", device: str = "auto", tile: int = 512,
+    def __init__(self, model: str = "auto", device: str = "auto", tile: int = 0,
                  batch_size: int = 0, chroma: str = "auto", precision: str = "auto",
                  cuda_graphs: bool = False, *, tier: str = "standard", default_model: str = PASSTHROUGH,
                  auto_max_quality: int = 100) -> None:
@@ -131,11 +131,16 @@ class Restorer:
             raise ValueError(f"tier must be one of {', '.join(TIERS)}, not {tier!r}")
         self.default = model
         self.device = str(resolve_device(device))
-        self.tile, self.chroma, self.tier = tile, chroma, tier
+        self.chroma, self.tier = chroma, tier
+        cuda = self.device.startswith("cuda")
+        # Tile side (0: auto). On a CPU a 384 tile runs as fast per pixel as 512 (the halo's
+        # extra work is paid back in cache) with half the feature maps' memory per worker; a GPU
+        # wants big tiles to be busy (docs/performance.md).
+        self.tile = tile or (512 if cuda else 384)
         # Tiles per forward pass (0: auto). A GPU needs several to be busy; a CPU worker thread
         # runs as fast on one tile at a time, and each extra tile in a batch is its feature maps'
         # worth of memory (docs/performance.md).
-        self.batch_size = batch_size or (4 if self.device.startswith("cuda") else 1)
+        self.batch_size = batch_size or (4 if cuda else 1)
         self.default_model, self.auto_max_quality = default_model, auto_max_quality
         self.precision = default_precision(self.device) if precision == "auto" else precision
         self.cuda_graphs = cuda_graphs and self.device.startswith("cuda")
@@ -277,9 +282,10 @@ class Restorer:
         return out
 
     def _restore_colour(self, img: Image.Image, choice: Choice, net: nn.Module | None) -> Image.Image:
-        """A colour image through float32 YCbCr planes, restored in place one network at a time
-        (chroma first: it is guided by the decoded luma), so that at most one image-sized
-        network output exists beside the planes."""
+        """A colour image through float32 YCbCr planes, each network's output written over the
+        planes it restores (:func:`~arcnn.tiling.restore_in_place`), chroma first since it is
+        guided by the decoded luma: no image-sized array exists beside the planes. The luma
+        model works on studio-range Y, as :meth:`restore_luma` explains."""
         mode = img.mode
         has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
         target = "RGBA" if has_alpha else "RGB"
@@ -288,9 +294,16 @@ class Restorer:
         alpha = rgba[..., 3].copy() if has_alpha else None
         del rgba
         if choice.chroma is not None:
-            ycc[1:] = self.restore_chroma(ycc, choice.chroma, choice.chroma_model)
+            stack = [*ycc, *condition_planes(*choice.chroma, ycc.shape[1:])]
+            restore_in_place(self.model(choice.chroma_model), stack, [ycc[1], ycc[2]], self.tile,
+                             self.batch_size, self.device)
         if net is not None:
-            ycc[0] = self.restore_luma(choice.luma, ycc[0])
+            y = ycc[0]
+            y *= 219.0 / 255.0  # full_to_studio_luma, in place
+            y += 16.0
+            restore_in_place(net, [y], [y], self.tile, self.batch_size, self.device)
+            y -= 16.0  # and back
+            y *= 255.0 / 219.0
         rgb = ycbcr_planes_to_rgb_uint8(ycc, alpha)
         del ycc  # before Pillow's copy of the result
         return Image.fromarray(rgb, target)

@@ -49,8 +49,9 @@ class Settings:
     """Inference precision: auto (fp16 on CUDA, bf16 on CPUs with AMX, fp32 on other CPUs), fp32,
     bf16 (GPUs, and CPUs where ``python -m bench.per_core`` shows it faster), or fp16 (GPUs).
     docs/performance.md has what reduced precision costs in PSNR."""
-    tile: int = 512
-    """Tile side in pixels for inference; memory is bounded by this, not the image."""
+    tile: int = 0
+    """Tile side in pixels for inference; memory is bounded by this, not the image. 0: 512 on
+    GPUs, 384 on CPUs (as fast there, for half the feature maps' memory)."""
     batch_size: int = 0
     """Tiles of one shape run together in a batch; 0: 4 on GPUs (which need them to be busy), 1 on
     CPUs (as fast, and each tile of a batch costs its feature maps' memory)."""

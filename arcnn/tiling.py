@@ -102,6 +102,8 @@ class _Job:
     plane: int
     tile: Tile
     out_shape: tuple[int, int]
+    row0: int = 0
+    """First image row of the output array the tile is written into (a band's top, or 0)."""
 
 
 def _batches(jobs: list[_Job], batch_size: int) -> list[list[_Job]]:
@@ -124,7 +126,7 @@ def _scatter(outs: list[np.ndarray], batch: list[_Job], results: np.ndarray) -> 
     for job, result in zip(batch, results):
         t = job.tile
         th, tw = t.shape
-        outs[job.plane][:, t.y0:t.y1, t.x0:t.x1] = result[:, :th, :tw]
+        outs[job.plane][:, t.y0 - job.row0:t.y1 - job.row0, t.x0:t.x1] = result[:, :th, :tw]
 
 
 def _channels(model: nn.Module) -> tuple[int, int]:
@@ -302,3 +304,50 @@ def restore_whole(model: nn.Module, plane: np.ndarray, device: torch.device | st
     padded = np.pad(stack.astype(np.float32) / 255.0, pad, mode="edge")
     y = model(torch.from_numpy(padded)[None].to(device)).float().mul_(255.0).cpu().numpy()[0, :, :h, :w]
     return y if plane.ndim == 3 else y[0]
+
+
+@torch.inference_mode()
+def restore_in_place(model: nn.Module, stack: list, targets: list[np.ndarray], tile: int = 512,
+                     batch_size: int = 1, device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float32, *, workers: int | None = None) -> None:
+    """:func:`restore_planes` for one stack, writing output channel ``c`` into ``targets[c]``
+    (H x W float32), which may be planes of ``stack`` itself: Cb/Cr restored over themselves.
+
+    Why: an image-sized output array beside the input planes is most of a restore's memory. On
+    the CPU the tiles run one band (a row of tiles) at a time, and a band's output is written
+    back only once the band below it has been computed, so two bands of output exist at once
+    instead of an image's worth. Exact, as tiling is: a band's halo reaches into the band above
+    (not yet written back) and never further, since the radius is smaller than a band. On CUDA
+    (or with a radius as large as a tile) the whole output is computed first, then copied.
+    """
+    device = torch.device(device)
+    radius, stride = model.radius, getattr(model, "stride", 1)
+    shape = stack[0].shape
+    workers = torch.get_num_threads() if workers is None else workers
+    tile = _cpu_tile([shape], tile, stride, workers) if device.type == "cpu" else tile
+    if device.type != "cpu" or radius >= tile - tile % stride:
+        out = restore_planes(model, [stack], tile, batch_size, device, dtype, workers=workers)[0]
+        for target, channel in zip(targets, out):
+            target[...] = channel
+        return
+    c_in, c_out = _channels(model)
+    if len(stack) != c_in or len(targets) != c_out:
+        raise ValueError(f"the model takes {c_in} channel(s) and gives {c_out}, got {len(stack)} and {len(targets)}")
+    bands: dict[int, list[Tile]] = defaultdict(list)
+    for t in plan_tiles(*shape, tile, stride):
+        bands[t.y0].append(t)
+    pending: tuple[int, np.ndarray] | None = None
+    for y0, band in bands.items():
+        out = np.empty((c_out, band[0].y1 - y0, shape[1]), dtype=np.float32)
+        jobs = [_Job(0, t, t.shape, row0=y0) for t in band]
+        _run_cpu(model, [stack], [out], _batches(jobs, batch_size), dtype, workers)
+        if pending is not None:
+            _write_band(targets, *pending)
+        pending = (y0, out)
+    if pending is not None:
+        _write_band(targets, *pending)
+
+
+def _write_band(targets: list[np.ndarray], top: int, out: np.ndarray) -> None:
+    for target, channel in zip(targets, out):
+        target[top:top + channel.shape[0]] = channel

@@ -65,11 +65,11 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def child(big: Path, small: Path, tier: str, precision: str) -> dict:
+def child(big: Path, small: Path, tier: str, precision: str, tile: int) -> dict:
     from arcnn.images import decode_image, encode_image
     from arcnn.restoration import Restorer
 
-    restorer = Restorer("auto", device="cpu", precision=precision, tier=tier)
+    restorer = Restorer("auto", device="cpu", precision=precision, tier=tier, tile=tile)
 
     def run(path: Path) -> tuple[str, tuple[int, int], int]:
         img = decode_image(path.read_bytes(), max_pixels=1 << 34)
@@ -84,7 +84,7 @@ def child(big: Path, small: Path, tier: str, precision: str) -> dict:
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     pixels = w * h
-    return {"megapixels": round(pixels / 1e6, 2), "size": f"{w}x{h}", "applied": label, "tier": tier,
+    return {"megapixels": round(pixels / 1e6, 2), "size": f"{w}x{h}", "applied": label, "tier": tier, "tile": tile,
             "precision": restorer.precision, "footprint_mib": round(footprint), "peak_mib": round(peak),
             "added_mib": round(peak - footprint), "bytes_per_pixel": round((peak - footprint) * 2**20 / pixels, 1),
             "seconds": round(seconds, 1), "png_bytes": size}
@@ -97,10 +97,11 @@ def main() -> None:
     parser.add_argument("--quality", type=int, default=20, help="JPEG quality of the inputs")
     parser.add_argument("--tier", default="standard", help="standard or fast")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--tile", type=int, default=0, help="tile side (0: the default, 384 on CPUs)")
     parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, args.tier, args.precision)))
+        print(json.dumps(child(*args.child, args.tier, args.precision, args.tile)))
         return
     sizes = [0.05] if args.quick else [float(m) for m in args.megapixels.split(",")]
     rows = []
@@ -112,7 +113,8 @@ def main() -> None:
                 big = Path(tmp) / f"{mp}-{mode}.jpg"
                 jpeg_file(big, mp, mode, args.quality)
                 proc = subprocess.run([sys.executable, "-m", "bench.product_memory", "--child", str(big), str(small),
-                                       "--tier", args.tier, "--precision", args.precision],
+                                       "--tier", args.tier, "--precision", args.precision,
+                                       "--tile", str(args.tile)],
                                       capture_output=True, text=True, check=True)
                 rows.append({"mode": mode, **json.loads(proc.stdout.strip().splitlines()[-1])})
                 print(f"  {mode} {mp} MP: {rows[-1]['bytes_per_pixel']} B/px, peak {rows[-1]['peak_mib']} MiB",
@@ -124,7 +126,7 @@ def main() -> None:
             a, b = pair[0], pair[-1]
             slope = (b["added_mib"] - a["added_mib"]) * 2**20 / ((b["megapixels"] - a["megapixels"]) * 1e6)
             print(f"  {mode}: image-proportional part {slope:.1f} B/px (slope from {a['megapixels']} to {b['megapixels']} MP)")
-    print(table(rows, ["mode", "size", "megapixels", "applied", "precision", "footprint_mib", "peak_mib",
+    print(table(rows, ["mode", "size", "megapixels", "applied", "tile", "precision", "footprint_mib", "peak_mib",
                        "added_mib", "bytes_per_pixel", "seconds"]))
     print(f"wrote {write('product_memory', args.json, {'rows': rows})}")
 

@@ -225,3 +225,17 @@ def test_chroma_setting_reaches_the_worker_and_is_validated(monkeypatch):
     monkeypatch.setenv("ARCNN_CHROMA", "sometimes")
     with pytest.raises(ValueError, match="ARCNN_CHROMA"):
         Settings.from_env()
+
+
+def test_chroma_restored_over_its_own_planes_equals_a_separate_output():
+    """Cb/Cr written back band by band over the planes the network reads (the product's colour
+    path) give exactly the separately computed output, odd sizes included."""
+    from arcnn.registry import load_named
+    from arcnn.tiling import restore_in_place
+
+    net, _ = load_named("random:chroma")
+    ycc = RNG.uniform(0, 255, (3, 171, 133)).astype(np.float32)
+    stack = lambda: [*ycc, *condition_planes(20, True, ycc.shape[1:])]  # noqa: E731
+    expected = restore_planes(net, [stack()], tile=64, batch_size=1, workers=2)[0]
+    restore_in_place(net, stack(), [ycc[1], ycc[2]], tile=64, batch_size=1, workers=2)
+    assert np.array_equal(ycc[1:], expected)

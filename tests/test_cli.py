@@ -80,11 +80,14 @@ def test_models_marks_what_auto_uses_and_hides_earlier_stages():
     that a later model continued on the same degradation are listed only with --all."""
     import json
 
-    from arcnn.policy import POLICY_FILE
+    from arcnn.policy import POLICY_FILES
     from arcnn.registry import bundled
 
-    policy = json.loads(POLICY_FILE.read_text())
-    auto = {m for table in policy["luma"].values() for m in table.values()} - {"passthrough"} | {"colour"}
+    auto = set()
+    for tier, chroma in (("standard", "colour"), ("fast", "colour-fast")):
+        if POLICY_FILES[tier].exists():
+            policy = json.loads(POLICY_FILES[tier].read_text())
+            auto |= {m for table in policy["luma"].values() for m in table.values()} - {"passthrough"} | {chroma}
     stages = {"jpeg-q10-scratch", "jpeg-q10-stage2", "jpeg-q20-stage1"}
     result = run("models")
     assert result.returncode == 0, result.stderr

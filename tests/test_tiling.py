@@ -58,3 +58,15 @@ def test_memory_is_bounded_by_tile():
     restore_plane(model, np.zeros((300, 300), np.uint8), tile=64, batch_size=1)
     hook.remove()
     assert max(seen) <= 64 * (64 + 2 * 9 - 8) ** 2
+
+
+@pytest.mark.parametrize("name", LUMA)
+def test_restoring_in_place_equals_restoring_into_a_new_plane(name):
+    """Band by band over its own input: the same result as restore_plane, to the bit."""
+    from arcnn.tiling import restore_in_place
+
+    model = _model(name)
+    plane = np.random.default_rng(5).integers(0, 256, (203, 157)).astype(np.float32)
+    expected = restore_plane(model, plane, tile=64, batch_size=2, workers=2)
+    restore_in_place(model, [plane], [plane], tile=64, batch_size=2, workers=2)
+    assert np.array_equal(plane, expected)

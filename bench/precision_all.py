@@ -1,0 +1,59 @@
+"""What bf16 costs for every bundled model, each at its own JPEG quality, against fp32.
+
+Luminance models (``jpeg-qN``, ``fast-arcnn-qN``): the paper protocol (Y, greyscale JPEG at N) run
+through our fp32 path and our bf16 path. The colour path (``auto``: luma model + chroma network,
+both tiers): the colour protocol (RGB JPEG 4:2:0) at each quality given, fp32 against bf16, RGB
+PSNR. bf16 is the ``auto`` precision on CPUs with AMX, so this is what those users' outputs cost.
+
+    python -m bench.precision_all ../shared/data/LIVE1
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from arcnn.acceleration import prepare
+from arcnn.evaluation import color_protocol, paper_protocol
+from arcnn.registry import bundled, load_named
+from arcnn.restoration import Restorer
+from bench.harness import arguments, table, write
+
+LUMA = re.compile(r"^(jpeg|fast-arcnn)-q(\d+)$")
+
+
+def main() -> None:
+    parser = arguments(__doc__)
+    parser.add_argument("data", type=Path, nargs="?", default=Path("../shared/data/LIVE1"))
+    parser.add_argument("--colour-qualities", default="10,20,30,40")
+    parser.add_argument("--tiers", default="standard,fast")
+    args = parser.parse_args()
+    rows = []
+    names = [n for n in bundled() if LUMA.match(n)]
+    for name in names[:1] if args.quick else names:
+        quality = int(LUMA.match(name).group(2))
+        model, _ = load_named(name)
+        psnr = {p: paper_protocol(prepare(model, "cpu", p), args.data, quality)["restored"]["psnr"]
+                for p in ("fp32", "bf16")}
+        rows.append({"what": name, "protocol": f"paper q{quality}", "fp32_psnr": round(psnr["fp32"], 4),
+                     "bf16_psnr": round(psnr["bf16"], 4), "change_db": round(psnr["bf16"] - psnr["fp32"], 5)})
+        print(f"  {name}: {rows[-1]['change_db']:+.5f} dB", flush=True)
+    for tier in args.tiers.split(","):
+        for q in map(int, args.colour_qualities.split(",")):
+            psnr = {}
+            for p in ("fp32", "bf16"):
+                restorer = Restorer("auto", device="cpu", precision=p, tier=tier)
+                psnr[p] = color_protocol(restorer.restore, args.data, q)["restored"]["psnr_rgb"]
+            rows.append({"what": f"auto, {tier} tier (colour)", "protocol": f"color q{q} (RGB PSNR)",
+                         "fp32_psnr": round(psnr["fp32"], 4), "bf16_psnr": round(psnr["bf16"], 4),
+                         "change_db": round(psnr["bf16"] - psnr["fp32"], 5)})
+            print(f"  colour {tier} q{q}: {rows[-1]['change_db']:+.5f} dB", flush=True)
+            if args.quick:
+                break
+    print(f"\n{args.data}: bf16 against fp32, our paths, CPU")
+    print(table(rows, ["what", "protocol", "fp32_psnr", "bf16_psnr", "change_db"]))
+    print(f"wrote {write('precision_all', args.json, {'data': str(args.data), 'rows': rows})}")
+
+
+if __name__ == "__main__":
+    main()

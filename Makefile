@@ -5,6 +5,7 @@
 sample:
 	scripts/setup.sh
 	.venv/bin/arcnn run samples --dest restored-samples
+	@echo "The restored samples are in $(CURDIR)/restored-samples/ (the lines above say what was done to each)."
 
 # The whole test suite, installing test dependencies and the servers the tests start.
 test:

@@ -1,20 +1,62 @@
-"""CLI commands for the library: ``restore`` and ``eval`` (``models`` is in :mod:`arcnn.catalogue`)."""
+"""CLI commands for the library: ``restore`` and ``eval`` (``models`` is in :mod:`arcnn.catalogue`),
+and the inference options ``arcnn run`` shares with ``restore``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from arcnn.errors import ArcnnError, NoWeightsError
 from arcnn.policy import CHROMA_MODES, TIERS
-from arcnn.settings import PRECISIONS
+from arcnn.settings import PRECISIONS, Settings
 
 MIN_TILE = 64
 """Smallest tile the commands accept: below it the halo (9-18 pixels a side) is most of each
 tile's work, and a 1-pixel tile took minutes for a small photo."""
+
+
+def inference_options(command: Callable) -> Callable:
+    """The options that tune inference, shared by ``arcnn restore`` and ``arcnn run`` so that both
+    spell, explain and default them alike (None: the setting from the environment, see
+    :func:`overridden`)."""
+    options = [
+        click.option("--tile", type=click.IntRange(MIN_TILE), default=None,
+                     help=f"Tile side in pixels, at least {MIN_TILE} (default: ARCNN_TILE)."),
+        click.option("--batch-size", type=click.IntRange(1), default=None,
+                     help="Tiles per forward pass, at least 1 (default: ARCNN_BATCH_SIZE)."),
+        click.option("--device", default=None, help="cpu, cuda or auto (default: ARCNN_DEVICE)."),
+        click.option("--chroma", type=click.Choice(CHROMA_MODES), default=None,
+                     help="Colour images: restore Cb/Cr with the chroma network where it was measured to "
+                          "help (auto), on every colour image (restore), or pass them through "
+                          "(default: ARCNN_CHROMA, itself auto)."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+                     help="auto: fp16 on CUDA, bf16 on CPUs with AMX, fp32 on other CPUs "
+                          "(default: ARCNN_PRECISION)."),
+        click.option("--tier", type=click.Choice(TIERS), default=None,
+                     help="Models auto picks from: standard (AR-CNN) or fast (Fast AR-CNN, several times "
+                          "the throughput for a smaller gain) (default: ARCNN_TIER, itself standard)."),
+        click.option("--quiet", "-q", is_flag=True,
+                     help="No per-file lines or progress bar: errors and the summary only."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+def overridden(settings: SettingsT, **given: object) -> SettingsT:
+    """``settings`` with the options the user gave (those not None) in place of the environment's
+    values, for this run only."""
+    return dataclasses.replace(settings, **{name: value for name, value in given.items() if value is not None})
+
 
 @click.command("restore")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -23,25 +65,10 @@ tile's work, and a 1-pixel tile took minutes for a small photo."""
                    "with the format's extension (docs/worker.md: output names).")
 @click.option("--model", default="auto", show_default=True,
               help="Bundled model name, a .safetensors path, or auto (nearest estimated JPEG quality).")
-@click.option("--tile", type=click.IntRange(MIN_TILE), default=None,
-              help=f"Tile side in pixels, at least {MIN_TILE} (default: ARCNN_TILE).")
-@click.option("--batch-size", type=click.IntRange(1), default=None,
-              help="Tiles per forward pass, at least 1 (default: ARCNN_BATCH_SIZE).")
-@click.option("--device", default=None, help="cpu, cuda or auto (default: ARCNN_DEVICE).")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True)
-@click.option("--chroma", type=click.Choice(CHROMA_MODES), default=None,
-              help="Colour images: restore Cb/Cr with the chroma network where it was measured to "
-                   "help (auto), on every colour image (restore), or pass them through "
-                   "(default: ARCNN_CHROMA, itself auto).")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="auto: fp16 on CUDA, bf16 on CPUs with AMX, fp32 on other CPUs "
-                   "(default: ARCNN_PRECISION).")
-@click.option("--tier", type=click.Choice(TIERS), default=None,
-              help="Models auto picks from: standard (AR-CNN) or fast (Fast AR-CNN, several times "
-                   "the throughput for a smaller gain) (default: ARCNN_TIER, itself standard).")
-@click.option("--quiet", "-q", is_flag=True, help="No per-file lines or progress bar: errors and the summary only.")
-def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int | None,
-                    batch_size: int | None, device: str | None, fmt: str, chroma: str | None,
+@inference_options
+def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str, tile: int | None,
+                    batch_size: int | None, device: str | None, chroma: str | None,
                     precision: str | None, tier: str | None, quiet: bool) -> None:
     """Restore image files or folders into OUTDIR; bad files are reported and skipped.
 
@@ -55,14 +82,13 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, tile: int
     from arcnn.settings import get_settings
 
     try:
-        settings = get_settings()
+        settings = overridden(get_settings(), tile=tile, batch_size=batch_size, device=device,
+                              chroma=chroma, precision=precision, tier=tier)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        restorer = Restorer.load(model, device or settings.device, tile or settings.tile,
-                                 batch_size or settings.batch_size, chroma or settings.chroma,
-                                 precision or settings.precision, tier=tier or settings.tier,
-                                 default_model=settings.default_model,
+        restorer = Restorer.load(model, settings.device, settings.tile, settings.batch_size, settings.chroma,
+                                 settings.precision, tier=settings.tier, default_model=settings.default_model,
                                  auto_max_quality=settings.auto_max_quality)
     except (ArcnnError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc

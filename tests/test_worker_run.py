@@ -128,3 +128,27 @@ def test_what_a_format_cannot_hold_is_written_with_a_warning_in_the_report(tmp_p
     assert Image.open(dest / "alpha.jpg").mode == "RGB"
     text = cli(_env(), "run", str(src), "--dest", str(tmp_path / "again"), "--model", MODEL, "--format", "jpeg")
     assert "warned 2" in text.stdout and "WARNING alpha.png: alpha dropped" in text.stderr
+
+
+def test_run_says_what_happened_to_each_key_and_takes_the_restore_flags(tmp_path: Path) -> None:
+    """One line per key, as `arcnn restore` prints (what ran and why, skipped and why, failed and
+    why); --tile/--device/... override the settings for this run; --quiet leaves the summary."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    _tree(src)
+    first = cli(_env(ARCNN_CHROMA="restore", ARCNN_DEVICE="cuda"), "run", str(src), "--dest", str(dest), "--model", MODEL,
+                "--tile", "64", "--batch-size", "2", "--device", "cpu", "--precision", "fp32",
+                "--tier", "fast", "--chroma", "passthrough", check=False)
+    assert first.returncode == 1, first.stderr
+    lines = {line.split(" ")[0].rstrip(":"): line for line in first.stdout.splitlines()[:-1]}
+    assert lines["sub/b.JPG"] == f"sub/b.JPG -> sub/b.png: {MODEL} (named)"  # no +colour: --chroma won
+    assert lines["broken.jpg"].startswith("broken.jpg: failed (bad_image: ")
+    assert first.stdout.splitlines()[-1].startswith("total 4  done 3  skipped 0  failed 1")
+    again = cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, check=False)
+    assert "a.jpg -> a.png: skipped (output already written from this source)" in again.stdout
+    quiet = cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--quiet", check=False)
+    assert quiet.stdout.startswith("total 4") and len(quiet.stdout.splitlines()) == 1
+    assert "FAILED broken.jpg: bad_image" in quiet.stderr
+    scripted = cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--json", check=False)
+    assert json.loads(scripted.stdout)["skipped"] == 3 and "a.jpg -> a.png: skipped" in scripted.stderr
+    bad = cli(_env(), "run", str(src), "--dest", str(dest), "--tile", "8", check=False)
+    assert bad.returncode == 2 and "--tile" in bad.stderr

@@ -14,17 +14,22 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import click
 import redis
 from tqdm import tqdm
 
+from arcnn.commands import inference_options, overridden
 from arcnn.errors import ArcnnError
 from arcnn.images import EXTENSIONS
 from arcnn.settings import PRECISIONS, Settings, get_settings
 from worker.jobs import TERMINAL, JobSpec, JobStatus, JobStore
 from worker.locations import Location
+
+if TYPE_CHECKING:
+    from worker.pipeline import Result
 
 
 def _job_options(command: Callable) -> Callable:
@@ -221,41 +226,53 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
 
 @click.command()
 @_job_options
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@inference_options
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as JSON (per-key lines go to stderr, the progress bar is off).")
 def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str | None,
-        allow_overlap: bool, as_json: bool) -> None:
+        allow_overlap: bool, tile: int | None, batch_size: int | None, device: str | None,
+        chroma: str | None, precision: str | None, tier: str | None, quiet: bool, as_json: bool) -> None:
     """Restore every image under SRC into DEST in this process (no broker needed).
 
-    Same selection, skipping, retries and output metadata as a queued job. Exits 1 if any key
-    failed; the failed keys and reasons are printed.
+    Same selection, skipping, retries and output metadata as a queued job. Each key gets one
+    line, as with `arcnn restore`: what ran and why, skipped or passed through and why, or why
+    it failed. Exits 1 if any key failed; the failed keys and reasons are listed at the end.
     """
     from worker.listing import planned
     from worker.pipeline import Pipeline, Work
     from worker.storage import open_storage
 
     spec, src_location, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
-    settings = get_settings()
+    try:
+        settings = overridden(get_settings(), tile=tile, batch_size=batch_size, device=device,
+                              chroma=chroma, precision=precision, tier=tier)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
     _check_destination(dest_location, settings)
     source, target = open_storage(src_location, settings), open_storage(dest_location, settings)
-    pipeline = Pipeline.from_settings(settings)
     try:
+        pipeline = Pipeline.from_settings(settings)
         pipeline.models.check(model)
-    except ArcnnError as error:
+    except (ArcnnError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
     works = (Work(source, target, named.item.key, named.item.etag, spec, name=named.name, clash=named.clash)
              for group in planned(source, dest_location, spec) for named in group)
     counts: Counter[str] = Counter()
     failures: dict[str, dict[str, str]] = {}
     warnings: dict[str, str] = {}
+    lines = None if quiet else (sys.stderr if as_json else sys.stdout)
     start = time.perf_counter()
     try:
-        with tqdm(unit="img", file=sys.stderr, disable=as_json or None) as bar:
+        with tqdm(unit="img", desc="restoring", file=sys.stderr,
+                  disable=quiet or as_json or not sys.stderr.isatty()) as bar:
             for result in pipeline.run(works):
                 counts[result.outcome or "skipped"] += 1
                 if result.outcome == "failed":
                     failures[result.work.key] = {"reason": result.reason, "error": result.error}
                 if result.warning:
                     warnings[result.work.key] = result.warning
+                if lines is not None:
+                    tqdm.write(fate(result), file=lines)
                 bar.update()
                 bar.set_postfix(failed=counts["failed"], refresh=False)
     except ArcnnError as error:  # the listing itself failed
@@ -282,3 +299,11 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
             click.echo(f"WARNING {key}: {warning}", err=True)
     if failures:
         sys.exit(1)
+
+
+def fate(result: Result) -> str:
+    """One key's line, in the form ``arcnn restore`` prints: ``KEY -> OUTPUT: LABEL (WHY)``."""
+    if result.outcome == "failed":
+        return f"{result.work.key}: failed ({result.reason}: {result.error})"
+    label = result.model if result.outcome == "restored" else "skipped"
+    return f"{result.work.key} -> {result.out_key}: {label} ({result.why})"

@@ -32,7 +32,7 @@ from arcnn.errors import AnimatedImageError, ArcnnError, BadImageError, NoWeight
 from arcnn.images import EXTENSIONS, decode_image, encode_image, format_losses
 from arcnn.naming import NameClashError, Named, plain_name
 from arcnn.registry import bundled
-from arcnn.restoration import PASSTHROUGH, Restorer, resolve_device
+from arcnn.restoration import PASSTHROUGH, Choice, Restorer, resolve_device
 from arcnn.settings import Settings
 from worker import metrics
 from worker.batching import BatchingRestorer
@@ -95,6 +95,11 @@ class Result:
     error: str = ""
     warning: str = ""
     """What the written output gave up (alpha in a JPEG, 16 bits in 8): recorded, not failed."""
+    why: str = ""
+    """Why ``model`` was applied (:attr:`arcnn.restoration.Choice.why`) or the key skipped, in a
+    few words for the per-key line users read."""
+    out_key: str = ""
+    """The output's key (restored and skipped keys)."""
 
 
 @dataclass
@@ -109,7 +114,7 @@ class _Decoded:
 @dataclass
 class _Restored:
     decoded: _Decoded
-    model: str
+    choice: Choice
     image: Image.Image
 
 
@@ -173,13 +178,13 @@ class Models:
                 self.restorer.model(name)
                 metrics.MODEL_LOAD_SECONDS.labels(model=name).set(time.perf_counter() - start)
 
-    def restore(self, spec: str, image: Image.Image) -> tuple[str, Image.Image]:
-        """(what was applied, e.g. ``jpeg-q20+colour``; restored image)."""
+    def restore(self, spec: str, image: Image.Image) -> tuple[Choice, Image.Image]:
+        """(what was applied and why, e.g. ``jpeg-q20+colour``; restored image)."""
         choice = self.restorer.choose(image, None if spec == "auto" else spec)
         self.load(choice.luma)
         if choice.chroma is not None:
             self.load(choice.chroma_model)
-        return choice.label, self.restorer.restore(image, choice)
+        return choice, self.restorer.restore(image, choice)
 
 
 class Pipeline:
@@ -259,7 +264,8 @@ class Pipeline:
     # -- stages -------------------------------------------------------------------------------
 
     def _finish(self, work: Work, outcome: str | None, model: str = "", reason: str = "",
-                error: str = "", started: bool = True, warning: str = "") -> None:
+                error: str = "", started: bool = True, warning: str = "", why: str = "",
+                out_key: str = "") -> None:
         if outcome is not None:
             metrics.IMAGES_PROCESSED.labels(outcome=outcome, model=model or work.spec.model).inc()
             if outcome == "failed":
@@ -268,7 +274,7 @@ class Pipeline:
         if started:
             metrics.IMAGES_IN_FLIGHT.dec()
         assert work.sink is not None
-        work.sink.put(Result(work, outcome, model, reason, error, warning))
+        work.sink.put(Result(work, outcome, model, reason, error, warning, why, out_key))
 
     def _fetch_loop(self) -> None:
         while (work := self._fetch_q.get()) is not _STOP:
@@ -307,7 +313,9 @@ class Pipeline:
             if recorded is not None and recorded.get(META_ETAG) == work.etag:
                 # Written by this very job (a worker died before recording it): it was restored.
                 same_job = bool(work.job_id) and recorded.get(META_JOB) == work.job_id
-                self._finish(work, "restored" if same_job else "skipped", model=recorded.get(META_MODEL, ""))
+                self._finish(work, "restored" if same_job else "skipped", model=recorded.get(META_MODEL, ""),
+                             why="output already written from this source" + (" by this job" if same_job else ""),
+                             out_key=out_key)
                 return None
         with _timed("fetch"):
             data, etag = retrying(lambda: work.source.get(work.key), retries, backoff)
@@ -320,31 +328,32 @@ class Pipeline:
         while (item := self._infer_q.get()) is not _STOP:
             try:
                 with _timed("infer"):
-                    model, restored = self.models.restore(item.work.spec.model, item.image)
+                    choice, restored = self.models.restore(item.work.spec.model, item.image)
             except Exception as error:  # noqa: BLE001
                 self._fail(item.work, error)
                 continue
-            self._encode_q.put(_Restored(item, model, restored))
+            self._encode_q.put(_Restored(item, choice, restored))
 
     def _upload_loop(self) -> None:
         while (item := self._encode_q.get()) is not _STOP:
-            decoded, work = item.decoded, item.decoded.work
+            decoded, work, model = item.decoded, item.decoded.work, item.choice.label
             try:
                 with _timed("encode"):
                     data = encode_image(item.image, work.spec.fmt, source=decoded.image,
                                         png_level=self.settings.png_compress_level)
                 warning = "; ".join(format_losses(item.image, work.spec.fmt))
                 metadata = {META_ETAG: decoded.etag, META_SIZE: str(decoded.size),
-                            META_MODEL: item.model, META_JOB: work.job_id}
+                            META_MODEL: model, META_JOB: work.job_id}
                 with _timed("upload"):
                     retrying(lambda: work.dest.put(decoded.out_key, data, work.spec.fmt, metadata),
                              self.settings.max_retries, self.settings.retry_backoff)
             except Exception as error:  # noqa: BLE001
-                self._fail(work, error, model=item.model)
+                self._fail(work, error, model=model)
                 continue
             metrics.BYTES_WRITTEN.inc(len(data))
-            metrics.PIXELS_PROCESSED.labels(model=item.model).inc(item.image.width * item.image.height)
-            self._finish(work, "restored", model=item.model, warning=warning)
+            metrics.PIXELS_PROCESSED.labels(model=model).inc(item.image.width * item.image.height)
+            self._finish(work, "restored", model=model, warning=warning, why=item.choice.why,
+                         out_key=decoded.out_key)
 
     def _fail(self, work: Work, error: Exception, model: str = "") -> None:
         """Finish ``work`` as failed with a reason slug; unexpected errors are logged in full."""

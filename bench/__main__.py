@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-SUITE = ["floor", "per_core", "model_throughput", "side_by_side", "cli_throughput", "peak_memory", "gpu"]
+SUITE = ["floor", "per_core", "model_throughput", "side_by_side", "cli_throughput", "peak_memory",
+         "product_memory", "auto_precision", "gpu"]
 
 
 def main() -> None:

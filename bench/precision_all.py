@@ -28,6 +28,14 @@ def main() -> None:
     parser.add_argument("--colour-qualities", default="10,20,30,40")
     parser.add_argument("--tiers", default="standard,fast")
     args = parser.parse_args()
+    if args.quick:  # two synthetic photos: the run's plumbing, not a result
+        import tempfile
+
+        from bench.product_memory import photo_like
+
+        args.data = Path(tempfile.mkdtemp(prefix="arcnn-precision-"))
+        for i in range(2):
+            photo_like(0.02, "RGB", seed=i).save(args.data / f"{i}.png")
     rows = []
     names = [n for n in bundled() if LUMA.match(n)]
     for name in names[:1] if args.quick else names:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -79,10 +80,9 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str,
     from arcnn.images import EXTENSIONS, encode_image, format_losses, read_image
     from arcnn.naming import local_inputs, output_names
     from arcnn.restoration import Restorer
-    from arcnn.settings import get_settings
 
     try:
-        settings = overridden(get_settings(), tile=tile, batch_size=batch_size, device=device,
+        settings = overridden(Settings.from_env(os.environ), tile=tile, batch_size=batch_size, device=device,
                               chroma=chroma, precision=precision, tier=tier)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -1,15 +1,17 @@
-"""One settings object for the whole product, read from ``ARCNN_*`` environment variables.
+"""What ``arcnn restore`` and ``arcnn eval`` can be told by ``ARCNN_*`` environment variables.
 
-Every tunable lives here so that operators have a single list to read (the README mirrors it),
-and so that code never reaches into ``os.environ`` on its own. Credentials are deliberately not
-settings: boto3 reads the standard ``AWS_*`` variables itself.
+The commands parse the environment (:meth:`Settings.from_env`) and pass the values into the
+library, which never reads ``os.environ`` itself: a program using :class:`~arcnn.restoration.Restorer`
+gets what it passes, not what the shell happened to export. The worker's own settings (broker,
+storage, queue) extend these in :mod:`worker.settings`, from the same kind of variables.
+Credentials are deliberately not settings: boto3 reads the standard ``AWS_*`` variables itself.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from typing import Self
 
 from arcnn.policy import CHROMA_MODES, TIERS
 
@@ -18,14 +20,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 @dataclass(frozen=True)
 class Settings:
-    """Runtime configuration; build with :func:`get_settings` (cached) or :meth:`from_env`."""
+    """Inference configuration; the commands build it with :meth:`from_env`."""
 
-    broker_url: str = "redis://localhost:6379/0"
-    """Celery broker and job-state store (Redis)."""
-    s3_endpoint_url: str | None = None
-    """S3-compatible endpoint (MinIO, moto server); None means AWS."""
-    visibility_timeout: int = 3600
-    """Seconds before an unacknowledged task is redelivered; longer than the longest task."""
     max_pixels: int = 100_000_000
     """Decompression-bomb limit: images with more pixels are refused, not decoded."""
     default_model: str = "passthrough"
@@ -55,26 +51,6 @@ class Settings:
     batch_size: int = 0
     """Tiles of one shape run together in a batch; 0: 4 on GPUs (which need them to be busy), 1 on
     CPUs (as fast, and each tile of a batch costs its feature maps' memory)."""
-    metrics_port: int = 9808
-    """Port of the worker's Prometheus endpoint."""
-    metrics_addr: str = "127.0.0.1"
-    """Address the worker's Prometheus endpoint binds. Loopback by default: the metrics carry job
-    ids, and a worker on a public host should not publish them to the world. Containers and
-    multi-host setups set 0.0.0.0 (docker-compose.yml does) and keep the port off the internet."""
-    list_batch: int = 100
-    """Keys per queued message when a listing streams into the queue."""
-    max_retries: int = 5
-    """Retries (with backoff) of transient storage errors before a key is failed."""
-    retry_backoff: float = 0.5
-    """Seconds before the first retry of a transient storage error; doubles per retry."""
-    io_threads: int = 4
-    """Worker threads that fetch/decode and encode/upload around the single inference thread."""
-    torch_threads: int = 0
-    """CPU threads torch may use in workers and ``arcnn run`` (0 keeps torch's default)."""
-    max_deliveries: int = 3
-    """Times one key may be started without finishing (worker died) before it is failed as poison."""
-    infer_threads: int = 0
-    """Worker threads restoring images at once, sharing tile batches (0: 2 on CUDA, 1 on CPU)."""
     png_compress_level: int = 1
     """zlib level of PNG output, 0-9. Level 1 encodes several times faster than Pillow's default
     6 for slightly larger files: on a CPU worker the encoder competes with inference."""
@@ -90,10 +66,12 @@ class Settings:
             raise ValueError(f"ARCNN_PNG_COMPRESS_LEVEL must be 0-9, not {self.png_compress_level}")
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str]) -> Self:
+        """The settings ``environ`` (the command's ``os.environ``) sets: field ``tile`` from
+        ``ARCNN_TILE``, and so on; unset variables keep the defaults."""
         values: dict[str, object] = {}
         for f in fields(cls):
-            raw = os.environ.get(f"ARCNN_{f.name.upper()}")
+            raw = environ.get(f"ARCNN_{f.name.upper()}")
             if raw is None:
                 continue
             default = f.default
@@ -107,8 +85,3 @@ class Settings:
                 values[f.name] = raw or None
         return cls(**values)  # type: ignore[arg-type]
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings (tests clear the cache with ``get_settings.cache_clear()``)."""
-    return Settings.from_env()

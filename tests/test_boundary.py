@@ -1,4 +1,5 @@
-"""The layering holds: arcnn/ never imports the packages built on it, and their commands plug in."""
+"""The layering holds: arcnn/ never imports the packages built on it nor reads the environment
+outside its commands, and the packages' commands plug in."""
 
 import ast
 from pathlib import Path
@@ -9,6 +10,9 @@ from arcnn import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ABOVE_THE_LIBRARY = {"training", "worker", "bench"}
+COMMAND_LAYER = {"arcnn/commands.py", "training/commands.py", "worker/commands.py"}
+"""The modules that parse the environment and pass the values in (worker/tasks.py too, for tasks
+run by a Celery worker that `arcnn worker` did not start)."""
 
 COMMANDS = {"restore", "eval", "models", "train", "enqueue", "status", "worker", "run"}
 """The CLI contract: users' scripts call these names."""
@@ -30,6 +34,19 @@ def test_library_imports_nothing_above_it():
     assert modules
     offenders = {str(m.relative_to(ROOT)): sorted(imported_packages(m) & ABOVE_THE_LIBRARY) for m in modules}
     assert {m: p for m, p in offenders.items() if p} == {}
+
+
+def reads_environment(source: Path) -> bool:
+    """Whether a module touches ``os.environ`` or ``os.getenv``."""
+    return any(isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv")
+               for node in ast.walk(ast.parse(source.read_text(), str(source))))
+
+
+def test_only_the_commands_read_the_environment():
+    modules = [m for package in ("arcnn", "training", "worker") for m in sorted((ROOT / package).rglob("*.py"))]
+    readers = {str(m.relative_to(ROOT)) for m in modules if reads_environment(m)}
+    assert readers <= COMMAND_LAYER | {"worker/tasks.py"}
+    assert "arcnn/commands.py" in readers
 
 
 def test_every_command_is_registered_under_its_own_name():

@@ -2,6 +2,7 @@
 measured auto policy, and what the product does to colour JPEGs with it."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -216,15 +217,15 @@ def test_bucket_row_crops_the_truth_like_the_jpeg():
 
 
 def test_chroma_setting_reaches_the_worker_and_is_validated(monkeypatch):
-    from arcnn.settings import Settings
+    from worker.settings import WorkerSettings
     from worker.pipeline import Models
 
     monkeypatch.setenv("ARCNN_CHROMA", "passthrough")
-    settings = Settings.from_env()
+    settings = WorkerSettings.from_env(os.environ)
     assert Models(settings).restorer.chroma == "passthrough"
     monkeypatch.setenv("ARCNN_CHROMA", "sometimes")
     with pytest.raises(ValueError, match="ARCNN_CHROMA"):
-        Settings.from_env()
+        WorkerSettings.from_env(os.environ)
 
 
 def test_chroma_restored_over_its_own_planes_equals_a_separate_output():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -41,7 +42,7 @@ from ops_support import (
     variables_in,
 )
 
-from arcnn.settings import Settings
+from worker.settings import WorkerSettings
 
 WORKER_SERVICES = ("worker", "worker-cpu")
 ONE_SHOT = {"minio-init", "cli"}
@@ -91,7 +92,7 @@ def environment(service: dict) -> dict[str, str]:
 
 
 def setting_names() -> set[str]:
-    return {f"ARCNN_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+    return {f"ARCNN_{f.name.upper()}" for f in dataclasses.fields(WorkerSettings)}
 
 
 # --- Compose Specification ----------------------------------------------------------------
@@ -212,7 +213,7 @@ def test_worker_environment_is_real_settings(services):
     for name, svc in services.items():
         for key in environment(svc):
             if key.startswith("ARCNN_"):
-                assert key in settings, f"{name}: {key} is not a field of arcnn.settings.Settings"
+                assert key in settings, f"{name}: {key} is not a field of worker.settings.WorkerSettings"
             else:
                 assert key in ALLOWED_ENV.get(name, set()), f"{name}: unexpected environment variable {key}"
 
@@ -222,13 +223,13 @@ def test_worker_settings_parse_and_point_at_the_stack(services, monkeypatch):
         e = environment(services[name])
         for key in list(e):
             monkeypatch.setenv(key, e[key])
-        s = Settings.from_env()     # every value parses as its field's type
+        s = WorkerSettings.from_env(os.environ)     # every value parses as its field's type
         broker = urlparse(s.broker_url)
         assert broker.scheme == "redis" and broker.hostname == "redis" and broker.port == 6379, name
         assert broker.password == read_env_file(ENV_EXAMPLE)["REDIS_PASSWORD"], name
         s3 = urlparse(s.s3_endpoint_url)
         assert (s3.hostname, s3.port) == ("minio", 9000), name
-        assert s.metrics_port == Settings().metrics_port == 9808
+        assert s.metrics_port == WorkerSettings().metrics_port == 9808
         assert s.metrics_addr == "0.0.0.0", name  # Prometheus scrapes from another container
         assert e["AWS_ACCESS_KEY_ID"] and e["AWS_SECRET_ACCESS_KEY"] and e["AWS_DEFAULT_REGION"]
         for key in list(e):
@@ -376,7 +377,7 @@ def test_prometheus_scrapes_workers_on_the_metrics_port(services):
     config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     dns = jobs["arcnn-worker"]["dns_sd_configs"][0]
-    assert dns["names"] == ["arcnn-worker"] and dns["port"] == Settings().metrics_port
+    assert dns["names"] == ["arcnn-worker"] and dns["port"] == WorkerSettings().metrics_port
     assert int(environment(services["worker"])["ARCNN_METRICS_PORT"]) == dns["port"]
     assert services["worker"]["expose"] == [str(dns["port"])]
     assert jobs["arcnn-worker-remote"]["file_sd_configs"][0]["files"] == ["targets/*.yml"]
@@ -526,7 +527,7 @@ def test_worker_node_file_agrees_with_the_main_stack(services, env, monkeypatch)
             assert e[key] == main[key], key
     for key in list(e):
         monkeypatch.setenv(key, e[key])
-    s = Settings.from_env()
+    s = WorkerSettings.from_env(os.environ)
     assert urlparse(s.broker_url).hostname == "10.0.0.10" and urlparse(s.broker_url).port == 6379
     assert urlparse(s.s3_endpoint_url).hostname == "10.0.0.10" and urlparse(s.s3_endpoint_url).port == 9000
     # Metrics published on the node's private address for the head's Prometheus.

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image, ImageCms
 
 from arcnn.images import decode_image
-from arcnn.settings import Settings
 from worker.jobs import JobSpec
 from worker.locations import parse_location
 from worker.pipeline import Pipeline, Work
+from worker.settings import WorkerSettings
 from worker.storage import LocalStorage
 
 W, H = 48, 40
@@ -89,7 +89,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, st
     src.mkdir()
     for file_name, data in INPUTS.values():
         (src / file_name).write_bytes(data)
-    settings = Settings(device="cpu", io_threads=2, tile=64, torch_threads=1)
+    settings = WorkerSettings(device="cpu", io_threads=2, tile=64, torch_threads=1)
     pipeline = Pipeline.from_settings(settings)
     source = LocalStorage(parse_location(str(src)))
     works, where = [], {}

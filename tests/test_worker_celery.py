@@ -167,9 +167,9 @@ def test_no_pickle_on_the_wire_and_poison_messages_do_not_loop(env, worker, buck
         producer.publish(["not", "a", "task", "body"], routing_key="arcnn", serializer="json",
                          headers={**headers, "id": "malformed"})
     from worker.app import app, configure
-    from arcnn.settings import Settings
+    from worker.settings import WorkerSettings
 
-    configure(Settings(broker_url=env["ARCNN_BROKER_URL"]))
+    configure(WorkerSettings(broker_url=env["ARCNN_BROKER_URL"]))
     app.send_task("arcnn.restore_batch", args=["no-such-job", 0, [["in/a.jpg", "etag"]]])
     client = redis_server.client()
     wait_for(lambda: client.llen("arcnn") == 0 and client.hlen("unacked") == 0, 30, what="queue drained")

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from arcnn.settings import Settings
 from worker.jobs import JobSpec, JobStore
 from worker.locations import parse_location
+from worker.settings import WorkerSettings
 from worker.storage import S3Storage, TransientStorageError, _s3_client
 from worker_support import (  # noqa: F401 (fixtures)
     BUCKET, MODEL, WorkerProcess, base_env, bucket, cli, free_port, jpeg, redis_server, s3, wait_job,
@@ -100,7 +100,7 @@ def test_a_missing_destination_bucket_is_one_error_up_front(env, worker, bucket)
     # A job queued without that check (an older client) fails once at its first listing.
     from worker.app import QUEUE, app, configure
 
-    configure(Settings(broker_url=env["ARCNN_BROKER_URL"]))
+    configure(WorkerSettings(broker_url=env["ARCNN_BROKER_URL"]))
     app._after_fork()  # drop connections pooled for another test module's broker
     job_id = JobStore.from_url(env["ARCNN_BROKER_URL"]).create(
         JobSpec(f"s3://{BUCKET}/in", missing, model=MODEL))

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from arcnn.settings import Settings
 from worker.jobs import JobSpec, JobStore
 from worker.locations import (
     LocationError, UnsafeKeyError, check_disjoint, is_selected, output_key, parse_location,
 )
 from worker.metrics import JobCollector, QueueCollector
+from worker.settings import WorkerSettings
 from worker.storage import LocalStorage, TransientStorageError, retrying
 from worker_support import redis_server  # noqa: F401 (fixture)
 
@@ -95,7 +95,7 @@ def test_retrying_retries_transient_errors_only_up_to_the_limit() -> None:
 def test_settings_add_worker_fields_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARCNN_RETRY_BACKOFF", "0.25")
     monkeypatch.setenv("ARCNN_VISIBILITY_TIMEOUT", "7")
-    settings = Settings.from_env()
+    settings = WorkerSettings.from_env(os.environ)
     assert settings.retry_backoff == 0.25 and settings.visibility_timeout == 7
 
 
@@ -249,7 +249,7 @@ def test_a_second_worker_on_a_taken_metrics_port_fails_in_one_line(redis_server,
 
 
 def test_metrics_bind_loopback_unless_told() -> None:
-    assert Settings().metrics_addr == "127.0.0.1"
+    assert WorkerSettings().metrics_addr == "127.0.0.1"
 
 
 def test_one_shot_commands_fail_fast_in_one_line_when_the_broker_is_down(tmp_path: Path) -> None:
@@ -286,7 +286,7 @@ def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, 
     keys = [f"a{i}.jpg" for i in range(5)] + ["b.jpg", "b.png", "c.jpg"]
     for key in keys:
         (src / key).write_bytes(b"x")
-    settings = Settings(broker_url=redis_server.url, list_batch=3, device="cpu")
+    settings = WorkerSettings(broker_url=redis_server.url, list_batch=3, device="cpu")
     configure(settings)
     app._after_fork()  # drop connections pooled for another test module's broker
     monkeypatch.setattr(tasks, "LIST_CHUNK", 2)

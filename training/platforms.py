@@ -15,13 +15,11 @@ held-out folder put through the profile (``python -m training.platforms eval ...
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import numpy as np
 from PIL import Image
 
@@ -205,19 +203,20 @@ def nearest_standard(profile: Profile, image_paths: list[Path], limit: int = 10)
     return min((n for n, q in models.items() if q == quality))
 
 
-def auto_choice(profile: Profile, names: list[str]) -> str:
+def auto_choice(profile: Profile, names: list[str], default_model: str = "passthrough",
+                auto_max_quality: int = 100) -> str:
     """The model ``arcnn restore --model auto`` applies to this platform's files, blindly.
 
     JPEG output: the quality its tables carry (the last pass's) goes through the same
     :func:`~arcnn.restoration.auto_model` rule; anything else has no tables, so auto applies
-    ``ARCNN_DEFAULT_MODEL`` (passthrough unless set).
+    ``default_model``. Both settings are the command's (``ARCNN_DEFAULT_MODEL``,
+    ``ARCNN_AUTO_MAX_QUALITY``), passed in as ``arcnn restore`` passes them to its restorer.
     """
     from arcnn.restoration import auto_model
-    from arcnn.settings import get_settings
 
-    last, settings = profile.passes[-1], get_settings()
+    last = profile.passes[-1]
     quality = last.quality if isinstance(last, JPEG) else None
-    return auto_model(quality, names, settings.default_model, settings.auto_max_quality)
+    return auto_model(quality, names, default_model, auto_max_quality)
 
 
 def platform_config(profile: Profile, data_root: Path, recipe: Path = PLATFORM_RECIPE,
@@ -297,61 +296,7 @@ def markdown_rows(result: dict) -> list[str]:
     return [row("degraded input", result["input"])] + [row(f"`{n}`", m) for n, m in result["models"].items()]
 
 
-@click.group()
-def main() -> None:
-    """Platform profiles: show them, evaluate models on data put through them."""
+if __name__ == "__main__":  # `python -m training.platforms`: the commands live in training.commands
+    from training.commands import platforms_command
 
-
-@main.command("show")
-@click.argument("profile")
-def show_command(profile: str) -> None:
-    """Print a profile's validated form (what it does to an upload)."""
-    try:
-        click.echo(json.dumps(load_profile(profile).describe(), indent=2))
-    except ProfileError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-@main.command("eval")
-@click.argument("profile")
-@click.option("--data", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Held-out ground-truth folder (e.g. ../shared/data/Kodak24: evaluate on it, never tune).")
-@click.option("--model", "models", multiple=True,
-              help="Model(s) to compare (repeatable). Default: what --model auto would apply, the "
-                   "platform model's transfer base, jpeg-any if bundled, and platform-<name>.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the result as JSON here.")
-@click.option("--record", is_flag=True, help="Store the result in the platform model's card.")
-def eval_command(profile: str, folder: Path, models: tuple[str, ...], device: str, json_path: Path | None,
-                 record: bool) -> None:
-    """Degraded input vs. standard models vs. the platform model, on FOLDER through PROFILE."""
-    from arcnn.registry import BUNDLED_DIR, bundled
-
-    try:
-        prof = load_profile(profile)
-    except ProfileError as exc:
-        raise click.ClickException(str(exc)) from exc
-    own = f"platform-{prof.name}"
-    cards = bundled()
-    if not models:
-        if own not in cards:
-            raise click.ClickException(f"{own} is not bundled; train it or pass --model")
-        base = (cards[own].transfer or {}).get("base")
-        candidates = (auto_choice(prof, list(cards)), base, "jpeg-any", own)
-        models = tuple(dict.fromkeys(m for m in candidates if m in cards))
-    result = evaluate_platform(prof, folder, list(models), device)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-    if record and own in cards:
-        record_profile(BUNDLED_DIR / f"{own}.json", prof,
-                       {"data": folder.name, "images": result["images"], "input": result["input"],
-                        **result["models"]})
-    click.echo(f"{folder} ({result['images']} images) through profile {prof.name}, metrics on Y")
-    click.echo("| profile | output | PSNR (dB) | SSIM | PSNR-B (dB) |\n|---|---|---|---|---|")
-    click.echo("\n".join(markdown_rows(result)))
-
-
-if __name__ == "__main__":
-    main()
+    platforms_command()

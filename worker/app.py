@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from arcnn.settings import Settings
+from worker.settings import WorkerSettings
 
 QUEUE = "arcnn"
 """The one queue for listing and restoring tasks (a Redis list of this name)."""
@@ -27,7 +27,7 @@ QUEUE = "arcnn"
 app = Celery("arcnn", include=["worker.tasks"])
 
 
-def configure(settings: Settings) -> Celery:
+def configure(settings: WorkerSettings) -> Celery:
     """Apply ``settings`` to the app; called by every command before it talks to the broker."""
     app.conf.update(
         broker_url=settings.broker_url,

@@ -7,7 +7,6 @@ restore them with :class:`worker.pipeline.Pipeline`, so they behave the same.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -24,9 +23,10 @@ from tqdm import tqdm
 from arcnn.commands import inference_options, overridden
 from arcnn.errors import ArcnnError
 from arcnn.images import EXTENSIONS
-from arcnn.settings import PRECISIONS, Settings, get_settings
+from arcnn.settings import PRECISIONS
 from worker.jobs import TERMINAL, JobSpec, JobStatus, JobStore
 from worker.locations import Location
+from worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from worker.pipeline import Result
@@ -75,7 +75,7 @@ def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include:
     from worker.app import QUEUE, configure
 
     spec, _, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
-    settings = get_settings()
+    settings = settings_from_env()
     store = reachable_store(settings.broker_url)
     _check_destination(dest_location, settings)
     app = configure(settings)
@@ -85,7 +85,15 @@ def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include:
     click.echo(job_id)
 
 
-def _check_destination(location: Location, settings: Settings) -> None:
+def settings_from_env() -> WorkerSettings:
+    """The settings the environment gives this command; a bad value is one line, not a traceback."""
+    try:
+        return WorkerSettings.from_env(os.environ)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _check_destination(location: Location, settings: WorkerSettings) -> None:
     """One line and exit 1 when DEST can never be written (a missing bucket)."""
     from worker.listing import check_destination
     from worker.storage import open_storage
@@ -152,7 +160,7 @@ def status(job_id: str, watch: bool, as_json: bool) -> None:
 
     Exits 1 if the job has failed (not when single keys have: those are listed).
     """
-    store = reachable_store(get_settings().broker_url)
+    store = reachable_store(settings_from_env().broker_url)
 
     def fetch(limit: int = 1000) -> JobStatus:
         try:
@@ -199,11 +207,7 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
     from worker.pipeline import Pipeline
     from worker.tasks import Runtime, install
 
-    settings = get_settings()
-    if device:
-        settings = dataclasses.replace(settings, device=device)
-    if precision:
-        settings = dataclasses.replace(settings, precision=precision)
+    settings = overridden(settings_from_env(), device=device, precision=precision)
     app = configure(settings)
     runtime = Runtime(settings, Pipeline.from_settings(settings))
     install(runtime)
@@ -243,11 +247,8 @@ def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str
     from worker.storage import open_storage
 
     spec, src_location, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
-    try:
-        settings = overridden(get_settings(), tile=tile, batch_size=batch_size, device=device,
-                              chroma=chroma, precision=precision, tier=tier)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
+    settings = overridden(settings_from_env(), tile=tile, batch_size=batch_size, device=device,
+                          chroma=chroma, precision=precision, tier=tier)
     _check_destination(dest_location, settings)
     source, target = open_storage(src_location, settings), open_storage(dest_location, settings)
     try:

@@ -33,11 +33,11 @@ from arcnn.images import EXTENSIONS, decode_image, encode_image, format_losses
 from arcnn.naming import NameClashError, Named, plain_name
 from arcnn.registry import bundled
 from arcnn.restoration import PASSTHROUGH, Choice, Restorer, resolve_device
-from arcnn.settings import Settings
 from worker import metrics
 from worker.batching import BatchingRestorer
 from worker.jobs import JobSpec
 from worker.locations import UnsafeKeyError, output_key
+from worker.settings import WorkerSettings
 from worker.storage import Storage, StorageError, retrying
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class Models:
     share forward passes (:mod:`worker.batching`).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         device = str(resolve_device(settings.device))
         self.threads = settings.infer_threads or (2 if device.startswith("cuda") else 1)
         options = {"device": device, "tile": settings.tile, "batch_size": settings.batch_size,
@@ -191,7 +191,7 @@ class Pipeline:
     """Long-lived: one per process, fed by any number of :meth:`run` calls at once (their items
     interleave, which keeps the model busy across Celery batch boundaries)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.models = Models(settings)
         io = max(1, settings.io_threads)
@@ -211,7 +211,7 @@ class Pipeline:
                 thread.start()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Pipeline:
+    def from_settings(cls, settings: WorkerSettings) -> Pipeline:
         """The process's pipeline; also applies ``torch_threads`` (torch's pool is per process)."""
         if settings.torch_threads > 0:
             torch.set_num_threads(settings.torch_threads)

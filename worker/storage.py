@@ -25,8 +25,8 @@ import botocore.exceptions
 from botocore.config import Config
 
 from arcnn.errors import ArcnnError
-from arcnn.settings import Settings
 from worker.locations import Location, UnsafeKeyError
+from worker.settings import WorkerSettings
 
 T = TypeVar("T")
 
@@ -95,7 +95,7 @@ def retrying(call: Callable[[], T], retries: int, backoff: float) -> T:
     raise AssertionError("unreachable")
 
 
-def open_storage(location: Location, settings: Settings) -> Storage:
+def open_storage(location: Location, settings: WorkerSettings) -> Storage:
     """The backend for ``location``."""
     if location.scheme == "s3":
         return S3Storage(location, _s3_client(settings.s3_endpoint_url, settings.io_threads),

@@ -10,6 +10,7 @@ task far shorter than the visibility timeout, so a live lister is never redelive
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from functools import lru_cache
@@ -20,11 +21,11 @@ from celery.exceptions import InvalidTaskError
 from celery.worker.strategy import default as default_strategy
 
 from arcnn.errors import ArcnnError
-from arcnn.settings import Settings, get_settings
 from worker.app import QUEUE, app
 from worker.jobs import TERMINAL, JobSpec, JobStore
 from worker.listing import check_destination, planned, validate
 from worker.pipeline import Pipeline, PoisonError, Settled, Work
+from worker.settings import WorkerSettings
 from worker.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ LIST_CHUNK = 20
 class Runtime:
     """What a worker process holds for its whole life: settings, job store, pipeline, models."""
 
-    def __init__(self, settings: Settings, pipeline: Pipeline | None = None) -> None:
+    def __init__(self, settings: WorkerSettings, pipeline: Pipeline | None = None) -> None:
         self.settings = settings
         self.store = JobStore.from_url(settings.broker_url)
         self.pipeline = pipeline or Pipeline.from_settings(settings)
@@ -132,7 +133,8 @@ def runtime() -> Runtime:
     global _runtime
     with _runtime_lock:
         if _runtime is None:
-            _runtime = Runtime(get_settings())
+            # Tasks run by a worker not started with `arcnn worker` (which installs its own).
+            _runtime = Runtime(WorkerSettings.from_env(os.environ))
         return _runtime
 
 

@@ -1,0 +1,45 @@
+"""The worker's settings: the library's inference settings plus what only bucket jobs use
+(broker, storage, queue, threads, metrics), read from ``ARCNN_*`` variables the same way.
+
+They live here, not in :mod:`arcnn.settings`, because ``arcnn restore`` has no broker or
+bucket: the library should not carry, document or validate what only the worker reads.
+The commands (:mod:`worker.commands`) build them from the environment and pass them down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arcnn.settings import Settings
+
+
+@dataclass(frozen=True)
+class WorkerSettings(Settings):
+    """Everything a worker or ``arcnn run`` is configured with; build with :meth:`from_env`."""
+
+    broker_url: str = "redis://localhost:6379/0"
+    """Celery broker and job-state store (Redis)."""
+    s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, moto server); None means AWS."""
+    visibility_timeout: int = 3600
+    """Seconds before an unacknowledged task is redelivered; longer than the longest task."""
+    metrics_port: int = 9808
+    """Port of the worker's Prometheus endpoint."""
+    metrics_addr: str = "127.0.0.1"
+    """Address the worker's Prometheus endpoint binds. Loopback by default: the metrics carry job
+    ids, and a worker on a public host should not publish them to the world. Containers and
+    multi-host setups set 0.0.0.0 (docker-compose.yml does) and keep the port off the internet."""
+    list_batch: int = 100
+    """Keys per queued message when a listing streams into the queue."""
+    max_retries: int = 5
+    """Retries (with backoff) of transient storage errors before a key is failed."""
+    retry_backoff: float = 0.5
+    """Seconds before the first retry of a transient storage error; doubles per retry."""
+    io_threads: int = 4
+    """Worker threads that fetch/decode and encode/upload around the single inference thread."""
+    torch_threads: int = 0
+    """CPU threads torch may use in workers and ``arcnn run`` (0 keeps torch's default)."""
+    max_deliveries: int = 3
+    """Times one key may be started without finishing (worker died) before it is failed as poison."""
+    infer_threads: int = 0
+    """Worker threads restoring images at once, sharing tile batches (0: 2 on CUDA, 1 on CPU)."""

@@ -272,10 +272,13 @@ class Restorer:
             restored = self._plane(net, plane / scale) * scale
             out = Image.fromarray(np.clip(np.floor(restored + 0.5), 0, 65535).astype(np.uint16))
         elif mode in ("1", "L", "LA"):
-            # Pillow holds LA in 4 bytes a pixel: only images with alpha pay for it
-            planes = np.asarray(img.convert("LA")) if mode == "LA" else np.asarray(img.convert("L"))[..., None]
-            y = to_uint8(self._plane(net, planes[..., 0]), scratch=True)
-            out = Image.fromarray(y) if mode != "LA" else Image.fromarray(np.dstack([y, planes[..., 1]]), "LA")
+            # a writable uint8 copy, restored over itself band by band and rounded as it goes:
+            # no float image exists (Pillow holds LA in 4 bytes a pixel: only alpha pays for it)
+            planes = np.array(img if mode == "L" else img.convert("LA" if mode == "LA" else "L"))
+            y = planes[..., 0] if mode == "LA" else planes
+            restore_in_place(net, [y], [y], self.tile, self.batch_size, self.device,
+                             convert=lambda band: to_uint8(band, scratch=True))
+            out = Image.fromarray(planes, "LA" if mode == "LA" else "L")
         else:
             out = self._restore_colour(img, choice, net)
         out.info = {k: v for k, v in img.info.items() if k in ("exif", "icc_profile", "dpi")}

@@ -25,6 +25,7 @@ How the tiles are executed (docs/performance.md has the measurements behind each
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import threading
@@ -309,9 +310,12 @@ def restore_whole(model: nn.Module, plane: np.ndarray, device: torch.device | st
 @torch.inference_mode()
 def restore_in_place(model: nn.Module, stack: list, targets: list[np.ndarray], tile: int = 512,
                      batch_size: int = 1, device: torch.device | str = "cpu",
-                     dtype: torch.dtype = torch.float32, *, workers: int | None = None) -> None:
+                     dtype: torch.dtype = torch.float32, *, workers: int | None = None,
+                     convert: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
     """:func:`restore_planes` for one stack, writing output channel ``c`` into ``targets[c]``
-    (H x W float32), which may be planes of ``stack`` itself: Cb/Cr restored over themselves.
+    (H x W), which may be planes of ``stack`` itself: Cb/Cr restored over themselves.
+    ``convert`` maps each float32 output band before it is written (e.g. rounding to uint8, so
+    that a grey image is restored over its own uint8 plane).
 
     Why: an image-sized output array beside the input planes is most of a restore's memory. On
     the CPU the tiles run one band (a row of tiles) at a time, and a band's output is written
@@ -328,7 +332,7 @@ def restore_in_place(model: nn.Module, stack: list, targets: list[np.ndarray], t
     if device.type != "cpu" or radius >= tile - tile % stride:
         out = restore_planes(model, [stack], tile, batch_size, device, dtype, workers=workers)[0]
         for target, channel in zip(targets, out):
-            target[...] = channel
+            target[...] = convert(channel) if convert else channel
         return
     c_in, c_out = _channels(model)
     if len(stack) != c_in or len(targets) != c_out:
@@ -342,12 +346,13 @@ def restore_in_place(model: nn.Module, stack: list, targets: list[np.ndarray], t
         jobs = [_Job(0, t, t.shape, row0=y0) for t in band]
         _run_cpu(model, [stack], [out], _batches(jobs, batch_size), dtype, workers)
         if pending is not None:
-            _write_band(targets, *pending)
+            _write_band(targets, *pending, convert)
         pending = (y0, out)
     if pending is not None:
-        _write_band(targets, *pending)
+        _write_band(targets, *pending, convert)
 
 
-def _write_band(targets: list[np.ndarray], top: int, out: np.ndarray) -> None:
+def _write_band(targets: list[np.ndarray], top: int, out: np.ndarray,
+                convert: Callable[[np.ndarray], np.ndarray] | None) -> None:
     for target, channel in zip(targets, out):
-        target[top:top + channel.shape[0]] = channel
+        target[top:top + channel.shape[0]] = convert(channel) if convert else channel

@@ -70,3 +70,13 @@ def test_restoring_in_place_equals_restoring_into_a_new_plane(name):
     expected = restore_plane(model, plane, tile=64, batch_size=2, workers=2)
     restore_in_place(model, [plane], [plane], tile=64, batch_size=2, workers=2)
     assert np.array_equal(plane, expected)
+
+
+def test_restoring_a_uint8_plane_over_itself_rounds_as_to_uint8():
+    from arcnn.tiling import restore_in_place
+
+    model = _model("arcnn")
+    plane = np.random.default_rng(6).integers(0, 256, (150, 131)).astype(np.uint8)
+    expected = to_uint8(restore_plane(model, plane, tile=64, workers=2))
+    restore_in_place(model, [plane], [plane], tile=64, workers=2, convert=to_uint8)
+    assert np.array_equal(plane, expected)

@@ -139,9 +139,9 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str,
 @click.option("--chroma", type=click.Choice(CHROMA_MODES), default="auto", show_default=True,
               help="color / bucket: how Cb/Cr are handled (as arcnn restore --chroma).")
 @click.option("--images", type=click.IntRange(1), default=None, help="Use the first N images only.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default=None, help="cpu, cuda or auto (default: ARCNN_DEVICE).")
 @click.option("--tile", type=click.IntRange(MIN_TILE), default=None,
-              help="Tile side (default: 512 on GPUs, 384 on CPUs).")
+              help=f"Tile side in pixels, at least {MIN_TILE} (default: ARCNN_TILE).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="As arcnn restore --precision (bench.precision_cost compares them).")
 @click.option("--tier", type=click.Choice(TIERS), default="standard", show_default=True,
@@ -149,8 +149,14 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str,
                    "--protocol paper, fast evaluates the fast-arcnn-qN model nearest the quality.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_command(data_dir: Path, quality: int | None, model: str | None, protocol: str, chroma: str,
-                 images: int | None, device: str, tile: int, precision: str, tier: str, as_json: bool) -> None:
-    """Measure JPEG input and restored output on the ground-truth images in DATA_DIR."""
+                 images: int | None, device: str | None, tile: int | None, precision: str, tier: str,
+                 as_json: bool) -> None:
+    """Measure JPEG input and restored output on the ground-truth images in DATA_DIR.
+
+    Where and how the tiles run (device, tile, batch size) come from the settings as for
+    ``restore``, since they leave the figures as they are; what is measured (model, precision,
+    tier, chroma) is only ever what the options say, so that a result never depends on the shell.
+    """
     from arcnn.evaluation import BUCKET_ROWS, bucket_protocol, color_protocol, paper_protocol
     from arcnn.registry import bundled
     from arcnn.restoration import Restorer, nearest_quality_model
@@ -163,15 +169,15 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
             raise click.ClickException(f"no trained {tier}-tier model is bundled; pass --model NAME or --model none")
     model = "auto" if model is None else (None if model == "none" else model)
     try:
-        restorer = (Restorer.load(model, device, tile or 0, chroma=chroma, precision=precision, tier=tier)
-                    if model else None)
-    except (ArcnnError, RuntimeError) as exc:
+        settings = overridden(Settings.from_env(os.environ), device=device, tile=tile)
+        restorer = (Restorer.load(model, settings.device, settings.tile, settings.batch_size, chroma=chroma,
+                                  precision=precision, tier=tier) if model else None)
+    except (ArcnnError, RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     restore = restorer.restore if restorer else None
     if protocol == "paper":
         net = restorer.model(model) if restorer else None
-        result = paper_protocol(net, data_dir, quality, restorer.device if restorer else "cpu",
-                                restorer.tile if restorer else 512)
+        result = paper_protocol(net, data_dir, quality, *((restorer.device, restorer.tile) if restorer else ()))
     elif protocol == "color":
         result = color_protocol(restore, data_dir, quality)
     else:

@@ -16,6 +16,8 @@ from typing import Self
 from arcnn.policy import CHROMA_MODES, TIERS
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""The precision names: auto and those :data:`arcnn.acceleration.PRECISIONS` maps to torch dtypes
+(spelled out here so that reading the settings, e.g. in ``arcnn enqueue``, never imports torch)."""
 
 
 @dataclass(frozen=True)

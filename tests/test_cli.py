@@ -192,3 +192,22 @@ def test_fast_tier_picks_fast_models(tmp_path):
     assert ": fast-arcnn-q10 (estimated q10)" in result.stdout
     bad = run("restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--tier", "fastest")
     assert bad.returncode == 2
+
+
+def test_eval_runs_where_the_settings_say_unless_told(tmp_path):
+    """ARCNN_DEVICE and ARCNN_TILE reach `arcnn eval` as they reach restore; its options win."""
+    import torch
+
+    _jpeg(tmp_path / "0.jpg", size=(48, 40), quality=95)
+    env = {**os.environ, "ARCNN_DEVICE": "cuda" if not torch.cuda.is_available() else "cpu"}
+    told = run("eval", str(tmp_path), "--quality", "10", *MODEL, "--device", "cpu", "--json", env=env)
+    assert told.returncode == 0, told.stderr
+    if not torch.cuda.is_available():
+        refused = run("eval", str(tmp_path), "--quality", "10", *MODEL, env=env)
+        assert refused.returncode == 1 and "no CUDA device" in refused.stderr
+
+
+def test_the_precision_names_are_the_engines():
+    from arcnn import acceleration, settings
+
+    assert settings.PRECISIONS == ("auto", *acceleration.PRECISIONS)

@@ -227,3 +227,15 @@ def test_chroma_task_trains_the_colour_network_and_validates_on_rgb(data_root, t
     with pytest.raises(ValueError, match="flips"):
         train(_cfg(task="chroma", architecture=cfg.architecture, degradation=cfg.degradation, augment="dihedral"),
               data_root, tmp_path / "other", progress=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_without_cuda_says_so_in_one_line():
+    from click.testing import CliRunner
+
+    from arcnn.cli import main
+
+    result = CliRunner().invoke(main, ["train", "--config", str(Path(__file__).parents[1] / "training/configs/jpeg-q10.toml"),
+                                        "--device", "cuda"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: --device cuda asked for, but no CUDA device is available"

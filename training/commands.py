@@ -48,6 +48,7 @@ def train_command(config_path: Path | None, profile: str | None, base: str | Non
                   device: str) -> None:
     """Train a model from a config (resumable), then export it with its model card."""
     from arcnn.errors import ArcnnError
+    from arcnn.restoration import resolve_device
     from training.platforms import PLATFORM_RECIPE, ProfileError, load_profile, platform_config, record_profile
     from training.train import TrainConfig, default_export, train
 
@@ -67,6 +68,10 @@ def train_command(config_path: Path | None, profile: str | None, base: str | Non
             raise click.ClickException(str(exc)) from exc
     run_dir = run_dir or Path("runs") / cfg.name
     export = export or default_export(cfg.name)
+    try:
+        resolve_device(device)  # `--device cuda` without a GPU: one line, before any data loads
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
     try:
         card = train(cfg, data_root, run_dir, export=export, device=device, until=until)
     except (ArcnnError, FileNotFoundError) as exc:

@@ -267,8 +267,7 @@ def record_profile(card_path: Path, profile: Profile, evaluation: dict | None = 
     card.write(card_path)
 
 
-def evaluate_platform(profile: Profile, folder: Path, models: list[str], device: str = "cpu",
-                      tile: int = 512) -> dict:
+def evaluate_platform(profile: Profile, folder: Path, models: list[str], device: str = "cpu") -> dict:
     """PSNR / SSIM / PSNR-B on Y of the degraded input and of each model, on ``folder`` via the profile."""
     from arcnn.evaluation import evaluate_planes
     from arcnn.registry import load_named
@@ -284,7 +283,7 @@ def evaluate_platform(profile: Profile, folder: Path, models: list[str], device:
     result["input"] = evaluate_planes(None, clean, degraded)["input"]
     for name in models:
         model, _ = load_named(name)
-        result["models"][name] = evaluate_planes(model, clean, degraded, device, tile)["restored"]
+        result["models"][name] = evaluate_planes(model, clean, degraded, device)["restored"]
     return result
 
 

@@ -26,6 +26,7 @@ from arcnn.architectures import build
 from arcnn.cards import ModelCard
 from arcnn.evaluation import evaluate_chroma, evaluate_planes
 from arcnn.registry import BUNDLED_DIR, save_model
+from arcnn.restoration import resolve_device
 from arcnn.images import list_images
 from training.colour_data import ColourPairs, ColourPatchSampler, build_colour_pairs, mix_from_config
 from training.data import PatchSampler, PairSet, build_pairs
@@ -173,8 +174,7 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
 
     ``until`` stops early at that step (checkpointed, not exported), for training in slices.
     """
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ JOB_MAX_AGE_SECONDS = 30 * 24 * 3600
 loses its state: no job should)."""
 
 OUTCOMES = ("restored", "skipped", "failed")
+"""What can happen to one key: the job counters and the metrics' outcome label both use these."""
 COUNTER_OF = {"restored": "done", "skipped": "skipped", "failed": "failed"}
 """Outcome of one key -> job counter (``done`` counts restored images)."""
 

@@ -22,7 +22,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from worker.jobs import JobStore
+from worker.jobs import OUTCOMES, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ MODEL_LOAD_SECONDS = Gauge("arcnn_model_load_seconds", "Time taken to load each 
 DEVICE_INFO = Gauge("arcnn_device_info", "Inference device of this worker (value is 1).", ["device"])
 
 STAGES = ("fetch", "decode", "infer", "encode", "upload")
-OUTCOMES = ("restored", "skipped", "failed")
 
 
 class JobCollector(Collector):

@@ -26,7 +26,7 @@ from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, to_uint8, ycb
 from arcnn.errors import NoWeightsError
 from arcnn.policy import CHROMA_MODES, TIERS, AutoPolicy, shipped_policy
 from arcnn.registry import bundled, is_bundled, load_named
-from arcnn.tiling import restore_in_place, restore_plane, restore_planes
+from arcnn.tiling import auto_batch_size, auto_tile, restore_in_place, restore_plane, restore_planes
 
 PASSTHROUGH = "passthrough"
 """Pseudo-model name: the image goes out as it came in (re-encoded, metadata kept). ``auto``
@@ -132,15 +132,8 @@ class Restorer:
         self.default = model
         self.device = str(resolve_device(device))
         self.chroma, self.tier = chroma, tier
-        cuda = self.device.startswith("cuda")
-        # Tile side (0: auto). On a CPU a 384 tile runs as fast per pixel as 512 (the halo's
-        # extra work is paid back in cache) with half the feature maps' memory per worker; a GPU
-        # wants big tiles to be busy (docs/performance.md).
-        self.tile = tile or (512 if cuda else 384)
-        # Tiles per forward pass (0: auto). A GPU needs several to be busy; a CPU worker thread
-        # runs as fast on one tile at a time, and each extra tile in a batch is its feature maps'
-        # worth of memory (docs/performance.md).
-        self.batch_size = batch_size or (4 if cuda else 1)
+        self.tile = tile or auto_tile(self.device)
+        self.batch_size = batch_size or auto_batch_size(self.device)
         self.default_model, self.auto_max_quality = default_model, auto_max_quality
         self.precision = default_precision(self.device) if precision == "auto" else precision
         self.cuda_graphs = cuda_graphs and self.device.startswith("cuda")

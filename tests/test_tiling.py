@@ -80,3 +80,16 @@ def test_restoring_a_uint8_plane_over_itself_rounds_as_to_uint8():
     expected = to_uint8(restore_plane(model, plane, tile=64, workers=2))
     restore_in_place(model, [plane], [plane], tile=64, workers=2, convert=to_uint8)
     assert np.array_equal(plane, expected)
+
+
+def test_tile_and_batch_size_zero_mean_the_devices_auto_values():
+    from arcnn.restoration import Restorer
+    from arcnn.tiling import auto_batch_size, auto_tile
+
+    assert (auto_tile("cpu"), auto_batch_size("cpu")) == (384, 1)
+    assert (auto_tile("cuda"), auto_batch_size("cuda")) == (512, 4)
+    restorer = Restorer("passthrough", "cpu")
+    assert (restorer.tile, restorer.batch_size) == (384, 1)
+    model = _model("arcnn")
+    plane = np.random.default_rng(7).integers(0, 256, (90, 70)).astype(np.uint8)
+    assert np.array_equal(restore_plane(model, plane), restore_plane(model, plane, tile=384, batch_size=1))

@@ -33,6 +33,7 @@ from arcnn.images import EXTENSIONS, decode_image, encode_image, format_losses
 from arcnn.naming import NameClashError, Named, plain_name
 from arcnn.registry import bundled
 from arcnn.restoration import PASSTHROUGH, Choice, Restorer, resolve_device
+from arcnn.tiling import auto_batch_size
 from worker import metrics
 from worker.batching import BatchingRestorer
 from worker.jobs import JobSpec
@@ -150,7 +151,7 @@ class Models:
         options = {"device": device, "tile": settings.tile, "batch_size": settings.batch_size,
                    "precision": settings.precision, "chroma": settings.chroma, "tier": settings.tier,
                    "default_model": settings.default_model, "auto_max_quality": settings.auto_max_quality}
-        batch = settings.batch_size or (4 if device.startswith("cuda") else 1)
+        batch = settings.batch_size or auto_batch_size(device)
         self.restorer = (
             BatchingRestorer("auto", max_batch=batch * self.threads, **options)
             if self.threads > 1 else Restorer("auto", **options)

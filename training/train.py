@@ -168,105 +168,112 @@ def load_data(cfg: TrainConfig, data_root: Path, radius: int
     return PatchSampler(train, cfg.patch, radius, cfg.seed, cfg.augment), val
 
 
-def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None = None,
-          device: str = "auto", progress: bool = True, until: int | None = None) -> ModelCard:
-    """Train (or resume) the run in ``run_dir``; export the final model to ``export`` if given.
+@dataclass
+class _Run:
+    """What one training run holds: the model, what steps it and what it is validated on."""
 
-    ``until`` stops early at that step (checkpointed, not exported), for training in slices.
-    """
-    dev = resolve_device(device)
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    averaged: AveragedModel | None
+    """The weights' moving average (``ema``), which is what is validated and exported."""
+    sampler: PatchSampler | ColourPatchSampler
+    val: PairSet | ColourPairs
+    device: torch.device
+
+    @property
+    def shipped(self) -> nn.Module:
+        return self.averaged.module if self.averaged is not None else self.model
+
+
+# oneDNN and cuDNN convolutions are fastest on channels-last activations: bf16 needs it, and
+# fp32 steps are faster with it too
+_LAYOUT = torch.channels_last
+
+
+def _start(cfg: TrainConfig, data_root: Path, device: torch.device) -> _Run:
+    """The seeded, initialised (or transferred) model on ``device``, its optimiser and data."""
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
     model = build(cfg.architecture)
     initialise(model, cfg.init, cfg.init_std)
     if cfg.transfer:
         apply_transfer(model, cfg.transfer)
-    amp = autocast(cfg, dev)  # checks the precision before any data is loaded
-    # oneDNN and cuDNN convolutions are fastest on channels-last activations: bf16 needs it, and
-    # fp32 steps are faster with it too
-    layout = torch.channels_last
-    model.to(dev, memory_format=layout)
+    model.to(device, memory_format=_LAYOUT)
     optimizer = make_optimizer(model, cfg)
     averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
                 if cfg.ema is not None else None)
-    shipped = averaged.module if averaged is not None else model  # what is validated and exported
     sampler, val = load_data(cfg, data_root, model.radius)
+    return _Run(model, optimizer, averaged, sampler, val, device)
 
-    step, elapsed = 0, 0.0
-    checkpoint = run_dir / "checkpoint.pt"
-    log_path = run_dir / "log.csv"
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=dev, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        sampler.set_state(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
-        step, elapsed = state["step"], state["elapsed"]
-        if averaged is not None:
-            averaged.load_state_dict(state["ema"])
-    else:
+
+def _resume(run: _Run, checkpoint: Path, log_path: Path) -> tuple[int, float]:
+    """(step, seconds trained) from the run's checkpoint, or (0, 0) with a fresh log."""
+    if not checkpoint.exists():
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(LOG_FIELDS)
+        return 0, 0.0
+    state = torch.load(checkpoint, map_location=run.device, weights_only=True)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.sampler.set_state(state["sampler"])
+    torch.set_rng_state(state["torch_rng"])
+    if run.averaged is not None:
+        run.averaged.load_state_dict(state["ema"])
+    return state["step"], state["elapsed"]
 
-    def validate() -> dict:
-        shipped.eval()
-        if cfg.task == "chroma":
-            inputs = [val.network_input(i) for i in range(len(val))]
-            result = evaluate_chroma(shipped, val.clean, inputs, device=str(dev))
-        else:
-            result = evaluate_planes(shipped, val.clean, val.degraded, device=str(dev))
-        model.train()
-        return result
 
-    loss_ema = None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name, dynamic_ncols=True)
-    started = time.time() - elapsed
-    model.train()
-    last = min(cfg.steps, until) if until is not None else cfg.steps
-    while step < last:
-        factor = lr_factor(step, cfg)
-        for g in optimizer.param_groups:
-            g["lr"] = g["base_lr"] * factor
-        x, y = sampler.sample(cfg.batch)
-        x, y = x.to(dev, memory_format=layout), y.to(dev)
-        with amp:
-            out = model(x)
-        loss = nn.functional.mse_loss(out.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if averaged is not None:
-            averaged.update_parameters(model)
-        step += 1
-        loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
-        bar.update(1)
-        row = None
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            metrics = validate()
-            restored = metrics["restored"]
-            row = [step, step * cfg.batch, f"{loss_ema:.6g}", f"{restored['psnr']:.4f}",
-                   f"{restored.get('ssim', float('nan')):.4f}", f"{restored.get('psnr_b', float('nan')):.4f}",
-                   f"{metrics['input']['psnr']:.4f}", f"{time.time() - started:.0f}"]
-            bar.set_postfix(loss=f"{loss_ema:.2e}", val_psnr=f"{metrics['restored']['psnr']:.3f}")
-        elif step % 50 == 0:
-            bar.set_postfix(loss=f"{loss_ema:.2e}")
-        if row is not None:
-            with open(log_path, "a", newline="") as f:
-                csv.writer(f).writerow(row)
-            _write_plot(log_path, run_dir / "curve.png", cfg.name)
-        if step % cfg.checkpoint_every == 0 or step == last:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "sampler": sampler.state(), "torch_rng": torch.get_rng_state(),
-                     "step": step, "elapsed": time.time() - started}
-            if averaged is not None:
-                state["ema"] = averaged.state_dict()
-            _atomic_save(state, checkpoint)
-    bar.close()
+def _checkpoint(run: _Run, checkpoint: Path, step: int, elapsed: float) -> None:
+    state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+             "sampler": run.sampler.state(), "torch_rng": torch.get_rng_state(),
+             "step": step, "elapsed": elapsed}
+    if run.averaged is not None:
+        state["ema"] = run.averaged.state_dict()
+    _atomic_save(state, checkpoint)
 
+
+def _validate(cfg: TrainConfig, run: _Run) -> dict:
+    """Metrics of the shipped weights on the validation pairs (input and restored)."""
+    shipped = run.shipped
+    shipped.eval()
+    if cfg.task == "chroma":
+        inputs = [run.val.network_input(i) for i in range(len(run.val))]
+        result = evaluate_chroma(shipped, run.val.clean, inputs, device=str(run.device))
+    else:
+        result = evaluate_planes(shipped, run.val.clean, run.val.degraded, device=str(run.device))
+    run.model.train()
+    return result
+
+
+def _step(cfg: TrainConfig, run: _Run, step: int, amp: torch.autocast) -> float:
+    """One optimiser step at ``step``'s learning rate; returns the batch's loss."""
+    factor = lr_factor(step, cfg)
+    for g in run.optimizer.param_groups:
+        g["lr"] = g["base_lr"] * factor
+    x, y = run.sampler.sample(cfg.batch)
+    x, y = x.to(run.device, memory_format=_LAYOUT), y.to(run.device)
+    with amp:
+        out = run.model(x)
+    loss = nn.functional.mse_loss(out.float(), y)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    if run.averaged is not None:
+        run.averaged.update_parameters(run.model)
+    return loss.item()
+
+
+def _log_row(step: int, cfg: TrainConfig, loss_ema: float, metrics: dict, seconds: float) -> list:
+    restored = metrics["restored"]
+    return [step, step * cfg.batch, f"{loss_ema:.6g}", f"{restored['psnr']:.4f}",
+            f"{restored.get('ssim', float('nan')):.4f}", f"{restored.get('psnr_b', float('nan')):.4f}",
+            f"{metrics['input']['psnr']:.4f}", f"{seconds:.0f}"]
+
+
+def _card(cfg: TrainConfig, step: int, log_path: Path, started: float, device: torch.device) -> ModelCard:
+    """The model card of the run as it stands: recipe, cost, and the last validation logged."""
     rows = list(csv.DictReader(open(log_path)))
     final = rows[-1] if rows else {}
-    card = ModelCard(
+    return ModelCard(
         name=cfg.name,
         description=cfg.description,
         trained=True,
@@ -281,14 +288,52 @@ def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None 
         steps=step,
         samples_seen=step * cfg.batch,
         wall_time_s=round(float(final.get("elapsed_s", time.time() - started))),
-        device=str(dev),
+        device=str(device),
         metrics={"validation": {"psnr": float(final.get("val_psnr", "nan")),
                                 "ssim": float(final.get("val_ssim", "nan")),
                                 "psnr_b": float(final.get("val_psnr_b", "nan")),
                                 "input_psnr": float(final.get("input_psnr", "nan"))}},
     )
+
+
+def train(cfg: TrainConfig, data_root: Path, run_dir: Path, export: Path | None = None,
+          device: str = "auto", progress: bool = True, until: int | None = None) -> ModelCard:
+    """Train (or resume) the run in ``run_dir``; export the final model to ``export`` if given.
+
+    ``until`` stops early at that step (checkpointed, not exported), for training in slices.
+    """
+    dev = resolve_device(device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    amp = autocast(cfg, dev)  # checks the precision before any data is loaded
+    run = _start(cfg, data_root, dev)
+    checkpoint, log_path = run_dir / "checkpoint.pt", run_dir / "log.csv"
+    step, elapsed = _resume(run, checkpoint, log_path)
+
+    loss_ema = None
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name, dynamic_ncols=True)
+    started = time.time() - elapsed
+    run.model.train()
+    last = min(cfg.steps, until) if until is not None else cfg.steps
+    while step < last:
+        loss = _step(cfg, run, step, amp)
+        step += 1
+        loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
+        bar.update(1)
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            metrics = _validate(cfg, run)
+            with open(log_path, "a", newline="") as f:
+                csv.writer(f).writerow(_log_row(step, cfg, loss_ema, metrics, time.time() - started))
+            _write_plot(log_path, run_dir / "curve.png", cfg.name)
+            bar.set_postfix(loss=f"{loss_ema:.2e}", val_psnr=f"{metrics['restored']['psnr']:.3f}")
+        elif step % 50 == 0:
+            bar.set_postfix(loss=f"{loss_ema:.2e}")
+        if step % cfg.checkpoint_every == 0 or step == last:
+            _checkpoint(run, checkpoint, step, time.time() - started)
+    bar.close()
+
+    card = _card(cfg, step, log_path, started, dev)
     if export is not None and step == cfg.steps:
-        card = save_model(shipped.cpu(), export, card)
+        card = save_model(run.shipped.cpu(), export, card)
     return card
 
 

@@ -44,7 +44,7 @@ from arcnn.evaluation import BucketRow, decode_as_product, rgb_psnr
 from arcnn.images import list_images
 from arcnn.policy import TIERS, AutoPolicy
 from arcnn.registry import bundled
-from arcnn.restoration import PASSTHROUGH, Restorer
+from arcnn.restoration import CHROMA_MODELS, PASSTHROUGH, Restorer
 from training.colour_data import full_chroma
 
 GRID = (5, *range(10, 100, 5))
@@ -134,7 +134,7 @@ def cells_from_record(record: dict) -> dict[tuple[int, str], Cell]:
     return cells
 
 
-def markdown(policy: AutoPolicy, record: dict, images: str) -> str:
+def markdown(policy: AutoPolicy, record: dict, images: str, chroma_model: str = "colour") -> str:
     """The policy with, per quality and subsampling, the chosen way's mean and worst-image RGB
     gain, and the best luminance model alone (no chroma network) for comparison."""
     lines = [f"RGB PSNR gain over the JPEG (dB) on {images}, mean / worst image; the 4:2:0 cells at "
@@ -147,9 +147,9 @@ def markdown(policy: AutoPolicy, record: dict, images: str) -> str:
             on = policy.chroma[s][q]
             key = f"{policy.luma[s][q]}{'+colour' if on else ''}"
             g = record[str(q)][s][key]
-            label = "colour" if key == "passthrough+colour" else key
+            label = chroma_model if key == "passthrough+colour" else key.replace("+colour", f"+{chroma_model}")
             cells.append(f"{label} | {g['mean']:+.3f} / {g['worst']:+.3f}")
-        alone = {k: v for k, v in record[str(q)]["4:2:0"].items() if k.startswith("jpeg-") and "+" not in k}
+        alone = {k: v for k, v in record[str(q)]["4:2:0"].items() if k != PASSTHROUGH and "+" not in k}
         best = max(alone, key=lambda k: alone[k]["mean"]) if alone else None
         ref = f"{best}: {alone[best]['mean']:+.3f} / {alone[best]['worst']:+.3f}" if best else "-"
         lines.append(f"| {q} | {cells[0]} | {cells[1]} | {ref} |")
@@ -188,7 +188,7 @@ def main() -> None:
                 rows += [(d, q, True) for d in DOUBLES if s == "4:2:0" and d.saves[-1][0] == q]
                 cells[(q, s)] = measure(truths, rows, candidates(q, models), restorer)
     policy, record = decide(cells, args.max_loss)
-    print(markdown(policy, record, measured_on))
+    print(markdown(policy, record, measured_on, CHROMA_MODELS[args.tier]))
     command = "python -m training.auto_policy ../shared/data/BSDS500/val" + (
         f" --tier {args.tier}" if args.tier != "standard" else "")
     meta = {"measured_on": measured_on, "max_loss_db": args.max_loss, "command": command}

@@ -68,7 +68,7 @@ def main() -> None:
 
 
 def run(n_keys: int, broker: str, endpoint: str, env: dict[str, str]) -> None:
-    from arcnn.settings import Settings
+    from worker.settings import WorkerSettings
     from worker.app import QUEUE, configure
     from worker.jobs import JobStore
     from worker.locations import parse_location
@@ -87,7 +87,7 @@ def run(n_keys: int, broker: str, endpoint: str, env: dict[str, str]) -> None:
         list(pool.map(lambda i: s3.put_object(Bucket=BUCKET, Key=f"scale/{i:07d}.jpg", Body=b"x"), range(n_keys)))
     print(f"uploaded {n_keys} keys in {time.perf_counter() - start:.1f} s")
 
-    settings = Settings.from_env()
+    settings = WorkerSettings.from_env(os.environ)
     print(f"bare S3 listing: {_rate(lambda: sum(1 for _ in open_storage(parse_location(f's3://{BUCKET}/scale'), settings).list()), n_keys)}")
 
     client.flushall()

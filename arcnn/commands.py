@@ -75,6 +75,9 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str,
 
     Each file gets one line: what ran and why (``jpeg-q20+colour (estimated q18, 4:2:0)``), or
     that it passed through and why, or why it failed."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from PIL import Image
     from tqdm import tqdm
 
     from arcnn.images import EXTENSIONS, encode_image, format_losses, read_image
@@ -99,25 +102,48 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str,
         raise click.ClickException("no input images found")
     outdir.mkdir(parents=True, exist_ok=True)
     failed: list[tuple[Path, str]] = []
-    bar = quiet or len(files) < 2 or not sys.stderr.isatty()
-    for named in tqdm(files, disable=bar, unit="img", desc="restoring"):
-        path = named.item[1]
+
+    def write(path: Path, target: Path, img: Image.Image, out: Image.Image, label: str) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(encode_image(out, fmt, source=img, png_level=settings.png_compress_level))
+        if not quiet:
+            tqdm.write(f"{path} -> {target}: {label}")
+        for loss in format_losses(out, fmt):
+            tqdm.write(f"warning: {path}: {loss}", file=sys.stderr)
+
+    def settle(path: Path, future: Future) -> None:
         try:
-            target = outdir / named.output_name()
-            img = read_image(path, settings.max_pixels)
-            choice = restorer.choose(img)
-            out = restorer.restore(img, choice)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(encode_image(out, fmt, source=img, png_level=settings.png_compress_level))
-            if not quiet:
-                tqdm.write(f"{path} -> {target}: {choice.label} ({choice.why})")
-            for loss in format_losses(out, fmt):
-                tqdm.write(f"warning: {path}: {loss}", file=sys.stderr)
-        except NoWeightsError as exc:
-            raise click.ClickException(str(exc)) from exc
+            future.result()
         except ArcnnError as exc:
             failed.append((path, str(exc)))
             tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
+
+    # One I/O thread reads the next file and writes the previous result while the current one
+    # is restored, so decoding and encoding overlap the network instead of adding to it.
+    bar = quiet or len(files) < 2 or not sys.stderr.isatty()
+    with ThreadPoolExecutor(1, thread_name_prefix="arcnn-io") as io:
+        reads = io.submit(read_image, files[0].item[1], settings.max_pixels)
+        written: tuple[Path, Future] | None = None
+        for i, named in enumerate(tqdm(files, disable=bar, unit="img", desc="restoring")):
+            path, read = named.item[1], reads
+            if i + 1 < len(files):
+                reads = io.submit(read_image, files[i + 1].item[1], settings.max_pixels)
+            try:
+                img = read.result()
+                choice = restorer.choose(img)
+                out = restorer.restore(img, choice)
+            except NoWeightsError as exc:
+                raise click.ClickException(str(exc)) from exc
+            except ArcnnError as exc:
+                failed.append((path, str(exc)))
+                tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
+                continue
+            if written is not None:
+                settle(*written)
+            label = f"{choice.label} ({choice.why})"
+            written = (path, io.submit(write, path, outdir / named.output_name(), img, out, label))
+        if written is not None:
+            settle(*written)
     done = len(files) - len(failed)
     click.echo(f"restored {done} of {len(files)} image(s) into {outdir}"
                + (f"; {len(failed)} failed" if failed else ""), err=True)

@@ -35,7 +35,7 @@ def mean_metrics(rows: Iterable[dict[str, float]]) -> dict[str, float]:
 
 
 def evaluate_planes(model: nn.Module | None, clean: list[np.ndarray], degraded: list[np.ndarray],
-                    device: str = "cpu", tile: int = 512) -> dict[str, dict[str, float]]:
+                    device: str = "cpu", tile: int = 0) -> dict[str, dict[str, float]]:
     """Average metrics of the degraded input and of the restored output against ``clean``."""
     before, after = [], []
     for c, d in zip(clean, degraded):
@@ -72,7 +72,7 @@ def evaluate_chroma(model: nn.Module, clean: list[np.ndarray], inputs: list[np.n
 
 
 def paper_protocol(model: nn.Module | None, folder: Path, quality: int, device: str = "cpu",
-                   tile: int = 512) -> dict:
+                   tile: int = 0) -> dict:
     clean, degraded = [], []
     for path in list_images([folder]):
         with Image.open(path) as img:

@@ -26,7 +26,7 @@ from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, to_uint8, ycb
 from arcnn.errors import NoWeightsError
 from arcnn.policy import CHROMA_MODES, TIERS, AutoPolicy, shipped_policy
 from arcnn.registry import bundled, is_bundled, load_named
-from arcnn.tiling import auto_batch_size, auto_tile, restore_in_place, restore_plane, restore_planes
+from arcnn.tiling import auto_batch_size, restore_in_place, restore_plane, restore_planes
 
 PASSTHROUGH = "passthrough"
 """Pseudo-model name: the image goes out as it came in (re-encoded, metadata kept). ``auto``
@@ -132,7 +132,7 @@ class Restorer:
         self.default = model
         self.device = str(resolve_device(device))
         self.chroma, self.tier = chroma, tier
-        self.tile = tile or auto_tile(self.device)
+        self.tile = tile  # 0: chosen per network by the tiler (tiling.auto_tile)
         self.batch_size = batch_size or auto_batch_size(self.device)
         self.default_model, self.auto_max_quality = default_model, auto_max_quality
         self.precision = default_precision(self.device) if precision == "auto" else precision

@@ -88,8 +88,9 @@ def test_tile_and_batch_size_zero_mean_the_devices_auto_values():
 
     assert (auto_tile("cpu"), auto_batch_size("cpu")) == (384, 1)
     assert (auto_tile("cuda"), auto_batch_size("cuda")) == (512, 4)
+    assert auto_tile("cpu", _model("fast-arcnn")) == 512  # half resolution: a quarter of the feature maps
     restorer = Restorer("passthrough", "cpu")
-    assert (restorer.tile, restorer.batch_size) == (384, 1)
+    assert (restorer.tile, restorer.batch_size) == (0, 1)  # the tile is chosen per network
     model = _model("arcnn")
     plane = np.random.default_rng(7).integers(0, 256, (90, 70)).astype(np.uint8)
     assert np.array_equal(restore_plane(model, plane), restore_plane(model, plane, tile=384, batch_size=1))

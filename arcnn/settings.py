@@ -49,7 +49,8 @@ class Settings:
     docs/performance.md has what reduced precision costs in PSNR."""
     tile: int = 0
     """Tile side in pixels for inference; memory is bounded by this, not the image. 0: 512 on
-    GPUs, 384 on CPUs (as fast there, for half the feature maps' memory)."""
+    GPUs; on CPUs 384 for full-resolution networks (as fast there, for half the feature maps'
+    memory) and 512 for half-resolution ones (arcnn.tiling.auto_tile)."""
     batch_size: int = 0
     """Tiles of one shape run together in a batch; 0: 4 on GPUs (which need them to be busy), 1 on
     CPUs (as fast, and each tile of a batch costs its feature maps' memory)."""

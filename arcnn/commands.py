@@ -135,6 +135,9 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str,
             except NoWeightsError as exc:
                 raise click.ClickException(str(exc)) from exc
             except ArcnnError as exc:
+                if written is not None:  # the previous file's line first: lines follow the input order
+                    settle(*written)
+                    written = None
                 failed.append((path, str(exc)))
                 tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
                 continue

@@ -36,9 +36,13 @@ def list_images(folders: list[Path]) -> list[Path]:
     return paths
 
 
+GREY_Y_MODES = ("L", "I;16", "I", "1")
+"""Modes whose single plane is taken as Y itself (:func:`studio_y`)."""
+
+
 def studio_y(img: Image.Image) -> np.ndarray:
     """uint8 BT.601 studio-range Y of any image; grayscale images (Classic5) are Y already."""
-    if img.mode in ("L", "I;16", "I", "1"):
+    if img.mode in GREY_Y_MODES:
         return np.asarray(img.convert("L"))
     return to_uint8(rgb_to_studio_y(np.asarray(img.convert("RGB"))))
 

@@ -239,3 +239,16 @@ def test_train_without_cuda_says_so_in_one_line():
                                         "--device", "cuda"])
     assert result.exit_code == 1
     assert result.output.strip() == "Error: --device cuda asked for, but no CUDA device is available"
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_a_grey_image_is_its_own_y_in_training_pairs_as_in_eval(colour):
+    """Training pairs and arcnn eval take a grey image's plane as Y itself; through RGB it was
+    squeezed into 16-235 (white became 235) while eval kept 0-255."""
+    from arcnn.images import codec_roundtrip, studio_y
+    from training.data import make_pair
+
+    grey = Image.fromarray(np.random.default_rng(4).integers(0, 256, (40, 48), dtype=np.uint8))
+    clean, degraded = make_pair(grey, JPEG(20), colour=colour)
+    assert np.array_equal(clean, studio_y(grey)) and clean.max() > 235
+    assert np.array_equal(degraded, np.asarray(codec_roundtrip(grey, "JPEG", quality=20)))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from arcnn.images import studio_y
+from arcnn.images import GREY_Y_MODES, studio_y
 from training.degradations import Chain, Resize
 
 def split_geometry(degradation) -> tuple[list, list]:
@@ -39,7 +39,9 @@ def make_pair(img: Image.Image, degradation, colour: bool) -> tuple[np.ndarray, 
     image. ``colour=True`` degrades the RGB image (as a platform would) and takes Y after.
     """
     geometric, lossy = split_geometry(degradation)
-    clean = img.convert("RGB")
+    # A grey image is its own Y, as in arcnn.images.studio_y (and so in arcnn eval): through RGB
+    # it would be squeezed into the studio range 16-235.
+    clean = img.convert("L" if img.mode in GREY_Y_MODES else "RGB")
     for step in geometric:
         clean = step(clean)
     source = clean if colour else Image.fromarray(studio_y(clean))

@@ -41,14 +41,17 @@ def rgb_to_studio_y(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float64) @ _STUDIO_Y + 16.0
 
 
-def full_to_studio_luma(y: np.ndarray) -> np.ndarray:
-    """JFIF full-range Y (0-255) -> studio range (16-235), the range the luma models learned on."""
-    return y * (219.0 / 255.0) + 16.0
+def full_to_studio_luma(y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """JFIF full-range Y (0-255) -> studio range (16-235), the range the luma models learned on.
+    ``out`` (which may be ``y`` itself) receives the result instead of a new array."""
+    out = np.multiply(y, 219.0 / 255.0, out=out)
+    return np.add(out, 16.0, out=out)
 
 
-def studio_to_full_luma(y: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`full_to_studio_luma`."""
-    return (y - 16.0) * (255.0 / 219.0)
+def studio_to_full_luma(y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of :func:`full_to_studio_luma` (``out`` as there)."""
+    out = np.subtract(y, 16.0, out=out)
+    return np.multiply(out, 255.0 / 219.0, out=out)
 
 
 def to_uint8(x: np.ndarray, scratch: bool = False) -> np.ndarray:

@@ -22,7 +22,7 @@ from torch import nn
 
 from arcnn.acceleration import CudaGraphed, default_precision, prepare
 from arcnn.cards import ModelCard
-from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, to_uint8, ycbcr_planes_to_rgb_uint8
+from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, studio_to_full_luma, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
 from arcnn.policy import CHROMA_MODES, TIERS, AutoPolicy, shipped_policy
 from arcnn.registry import bundled, is_bundled, load_named
@@ -228,24 +228,28 @@ class Restorer:
     def _plane(self, net: nn.Module, plane: np.ndarray) -> np.ndarray:
         return restore_plane(net, plane, self.tile, self.batch_size, self.device)
 
-    def restore_luma(self, name: str, y: np.ndarray) -> np.ndarray:
-        """A colour image's full-range (JFIF) Y restored by the luminance model ``name`` (float32).
+    def restore_luma(self, name: str, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """A colour image's full-range (JFIF) float32 Y restored by the luminance model ``name``,
+        into ``out`` (which may be ``y`` itself: restored in place) or a new plane.
 
         The luma models learned on studio-range Y (16-235), so Y is mapped into that range and
         back; on BSDS500 val that gains more than feeding full-range Y (docs/colour.md).
         """
-        restored = self._plane(self.model(name), full_to_studio_luma(y))
-        restored -= 16.0  # studio_to_full_luma, in place: no second image-sized plane
-        restored *= 255.0 / 219.0
-        return restored
+        studio = full_to_studio_luma(y, out=out)
+        restore_in_place(self.model(name), [studio], [studio], self.tile, self.batch_size, self.device)
+        return studio_to_full_luma(studio, out=studio)
 
-    def restore_chroma(self, ycc: np.ndarray, conditions: tuple[int, bool], model: str | None = None) -> np.ndarray:
+    def restore_chroma(self, ycc: np.ndarray, conditions: tuple[int, bool], model: str | None = None,
+                       out: np.ndarray | None = None) -> np.ndarray:
         """Restored Cb/Cr (2 x H x W float32) of a YCbCr image given as 3 x H x W planes
         (:func:`~arcnn.colour.rgb_to_ycbcr_planes`), by ``model`` (default: this tier's chroma
-        network)."""
+        network), written into ``out`` (which may be ``ycc[1:]``: restored in place) or new planes."""
         stack = [*ycc, *condition_planes(*conditions, ycc.shape[1:])]
         net = self.model(model or self.chroma_model)
-        return restore_planes(net, [stack], self.tile, self.batch_size, self.device)[0]
+        if out is None:
+            return restore_planes(net, [stack], self.tile, self.batch_size, self.device)[0]
+        restore_in_place(net, stack, list(out), self.tile, self.batch_size, self.device)
+        return out
 
     def restore(self, img: Image.Image, model: str | Choice | None = None) -> Image.Image:
         """Restore one image; output has the input's mode family and keeps EXIF/ICC info.
@@ -290,16 +294,9 @@ class Restorer:
         alpha = rgba[..., 3].copy() if has_alpha else None
         del rgba
         if choice.chroma is not None:
-            stack = [*ycc, *condition_planes(*choice.chroma, ycc.shape[1:])]
-            restore_in_place(self.model(choice.chroma_model), stack, [ycc[1], ycc[2]], self.tile,
-                             self.batch_size, self.device)
+            self.restore_chroma(ycc, choice.chroma, choice.chroma_model, out=ycc[1:])
         if net is not None:
-            y = ycc[0]
-            y *= 219.0 / 255.0  # full_to_studio_luma, in place
-            y += 16.0
-            restore_in_place(net, [y], [y], self.tile, self.batch_size, self.device)
-            y -= 16.0  # and back
-            y *= 255.0 / 219.0
+            self.restore_luma(choice.luma, ycc[0], out=ycc[0])
         rgb = ycbcr_planes_to_rgb_uint8(ycc, alpha)
         del ycc  # before Pillow's copy of the result
         return Image.fromarray(rgb, target)

@@ -351,9 +351,8 @@ def restore_in_place(model: nn.Module, stack: list, targets: list[np.ndarray], t
     workers = torch.get_num_threads() if workers is None else workers
     tile = _cpu_tile([shape], tile, stride, workers) if device.type == "cpu" else tile
     if device.type != "cpu" or radius >= tile - tile % stride:
-        out = restore_planes(model, [stack], tile, batch_size, device, dtype, workers=workers)[0]
-        for target, channel in zip(targets, out):
-            target[...] = convert(channel) if convert else channel
+        _write_band(targets, 0, restore_planes(model, [stack], tile, batch_size, device, dtype, workers=workers)[0],
+                    convert)
         return
     c_in, c_out = _channels(model)
     if len(stack) != c_in or len(targets) != c_out:

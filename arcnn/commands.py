@@ -59,6 +59,12 @@ def overridden(settings: SettingsT, **given: object) -> SettingsT:
     return dataclasses.replace(settings, **{name: value for name, value in given.items() if value is not None})
 
 
+def fate_line(source: object, target: object, label: str, why: str) -> str:
+    """The line ``arcnn restore`` and ``arcnn run`` print for each file: ``SOURCE -> TARGET:
+    LABEL (WHY)``, e.g. ``in/a.jpg -> out/a.png: jpeg-q20+colour (estimated q18, 4:2:0)``."""
+    return f"{source} -> {target}: {label} ({why})"
+
+
 @click.command("restore")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -82,7 +88,7 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str,
 
     from arcnn.images import EXTENSIONS, encode_image, format_losses, read_image
     from arcnn.naming import local_inputs, output_names
-    from arcnn.restoration import Restorer
+    from arcnn.restoration import Choice, Restorer
 
     try:
         settings = overridden(Settings.from_env(os.environ), tile=tile, batch_size=batch_size, device=device,
@@ -103,20 +109,25 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str,
     outdir.mkdir(parents=True, exist_ok=True)
     failed: list[tuple[Path, str]] = []
 
-    def write(path: Path, target: Path, img: Image.Image, out: Image.Image, label: str) -> None:
+    def write(path: Path, target: Path, img: Image.Image, out: Image.Image, choice: Choice) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(encode_image(out, fmt, source=img, png_level=settings.png_compress_level))
         if not quiet:
-            tqdm.write(f"{path} -> {target}: {label}")
+            tqdm.write(fate_line(path, target, choice.label, choice.why))
         for loss in format_losses(out, fmt):
             tqdm.write(f"warning: {path}: {loss}", file=sys.stderr)
 
-    def settle(path: Path, future: Future) -> None:
-        try:
-            future.result()
-        except ArcnnError as exc:
-            failed.append((path, str(exc)))
-            tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
+    def fail(path: Path, exc: ArcnnError) -> None:
+        failed.append((path, str(exc)))
+        tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
+
+    def settle(pending: tuple[Path, Future] | None) -> None:
+        """Wait for a file's write, if one is pending, and report it if it failed."""
+        if pending is not None:
+            try:
+                pending[1].result()
+            except ArcnnError as exc:
+                fail(pending[0], exc)
 
     # One I/O thread reads the next file and writes the previous result while the current one
     # is restored, so decoding and encoding overlap the network instead of adding to it.
@@ -135,18 +146,13 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str,
             except NoWeightsError as exc:
                 raise click.ClickException(str(exc)) from exc
             except ArcnnError as exc:
-                if written is not None:  # the previous file's line first: lines follow the input order
-                    settle(*written)
-                    written = None
-                failed.append((path, str(exc)))
-                tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
+                settle(written)  # the previous file's line first: lines follow the input order
+                written = None
+                fail(path, exc)
                 continue
-            if written is not None:
-                settle(*written)
-            label = f"{choice.label} ({choice.why})"
-            written = (path, io.submit(write, path, outdir / named.output_name(), img, out, label))
-        if written is not None:
-            settle(*written)
+            settle(written)
+            written = (path, io.submit(write, path, outdir / named.output_name(), img, out, choice))
+        settle(written)
     done = len(files) - len(failed)
     click.echo(f"restored {done} of {len(files)} image(s) into {outdir}"
                + (f"; {len(failed)} failed" if failed else ""), err=True)

@@ -20,7 +20,7 @@ import click
 import redis
 from tqdm import tqdm
 
-from arcnn.commands import inference_options, overridden
+from arcnn.commands import fate_line, inference_options, overridden
 from arcnn.errors import ArcnnError
 from arcnn.images import EXTENSIONS
 from arcnn.settings import PRECISIONS
@@ -307,4 +307,4 @@ def fate(result: Result) -> str:
     if result.outcome == "failed":
         return f"{result.work.key}: failed ({result.reason}: {result.error})"
     label = result.model if result.outcome == "restored" else "skipped"
-    return f"{result.work.key} -> {result.out_key}: {label} ({result.why})"
+    return fate_line(result.work.key, result.out_key, label, result.why)

@@ -279,7 +279,7 @@ def restore_planes(model: nn.Module, planes: list, tile: int = 0, batch_size: in
     """
     device = torch.device(device)
     tile, batch_size = tile or auto_tile(device, model), batch_size or auto_batch_size(device)
-    radius, stride = model.radius, getattr(model, "stride", 1)
+    stride = getattr(model, "stride", 1)
     c_in, c_out = _channels(model)
     flat = [isinstance(p, np.ndarray) and p.ndim == 2 for p in planes]
     stacks = [[p] if f else list(p) for p, f in zip(planes, flat)]

@@ -9,22 +9,12 @@ checks that nothing changed (ratio 1). Whole commands, start-up included, best o
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from arcnn.acceleration import cpu_has_amx, default_precision
-from bench.harness import arguments, table, write
+from bench.harness import arguments, table, timed_restore, write
 from bench.product_memory import jpeg_file
-
-
-def timed_restore(path: Path, out: Path, *extra: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "arcnn", "restore", str(path), "-o", str(out), "--device", "cpu",
-                    "--quiet", *extra], check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:

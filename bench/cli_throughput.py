@@ -14,10 +14,7 @@ colour path's cost over the Y-only path is one command:
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,7 @@ from PIL import Image
 
 from arcnn.registry import load_named
 from arcnn.restoration import CHROMA_MODEL
-from bench.harness import Floor, arguments, table, throughput_row, write
+from bench.harness import Floor, arguments, table, throughput_row, timed_restore, write
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "Kodak24"
 
@@ -41,13 +38,6 @@ def make_folder(source: Path | None, folder: Path, quality: int = 10) -> int:
     for i, img in enumerate(images):
         img.save(folder / f"{i:03d}.jpg", quality=quality)
     return sum(img.width * img.height for img in images)
-
-
-def run_cli(inputs: Path, out: Path, model: str, chroma: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "arcnn", "restore", str(inputs), "-o", str(out), "--model", model,
-                    "--device", "cpu", "--chroma", chroma], check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -72,13 +62,13 @@ def main() -> None:
         Image.new("RGB", (32, 1)).save(one / "tiny.jpg", quality=10)
         runs = [(m, c) for m in args.models.split(",") for c in args.chroma.split(",")]
         for model, chroma in runs:
-            startup = None if args.quick else min(run_cli(one, tmp / "out-one", model, chroma)
+            startup = None if args.quick else min(timed_restore(one, tmp / "out-one", "--model", model, "--chroma", chroma)
                                                   for _ in range(args.repeats))
             best, beside = float("inf"), {}
             for _ in range(args.repeats):
                 for k, v in floor.sample().items():
                     beside[k] = max(beside.get(k, 0.0), v)
-                best = min(best, run_cli(tmp / "photos", tmp / "out", model, chroma))
+                best = min(best, timed_restore(tmp / "photos", tmp / "out", "--model", model, "--chroma", chroma))
             macs = load_named(model)[0].macs_per_pixel
             if chroma == "restore":
                 macs += load_named(CHROMA_MODEL)[0].macs_per_pixel

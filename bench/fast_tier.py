@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from PIL import Image
 
 from arcnn.images import list_images, studio_y
 from arcnn.metrics import psnr
-from bench.harness import arguments, table, write
+from bench.harness import arguments, table, timed_restore, write
 
 SPP_QPS = (2, 4, 6, 8, 10, 12, 16, 20)
 PP7_QPS = (2, 4, 6, 8, 10, 12, 16, 20)
@@ -54,14 +53,6 @@ def gains(truths: dict[str, np.ndarray], inputs: Path, outputs: Path) -> list[fl
         after = psnr(y, np.asarray(Image.open(outputs / f"{name}.png").convert("L")))
         result.append(after - before)
     return result
-
-
-def run_arcnn(inputs: Path, out: Path, tier: str) -> float:
-    shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "arcnn", "restore", str(inputs), "-o", str(out), "--tier", tier,
-                    "--device", "cpu"], check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def run_ffmpeg(inputs: Path, out: Path, filt: str) -> float:
@@ -110,8 +101,8 @@ def main() -> None:
         for q in map(int, args.qualities.split(",")):
             inputs = make_inputs(tmp, truths, q)
             for tier in args.tiers.split(","):
-                startup = min(run_arcnn(tiny, tmp / "out-tiny", tier) for _ in range(args.repeats))
-                seconds = min(run_arcnn(inputs, tmp / "out", tier) for _ in range(args.repeats))
+                startup = min(timed_restore(tiny, tmp / "out-tiny", "--tier", tier) for _ in range(args.repeats))
+                seconds = min(timed_restore(inputs, tmp / "out", "--tier", tier) for _ in range(args.repeats))
                 rows.append(row(f"arcnn --tier {tier}", q, gains(truths, inputs, tmp / "out"), pixels, seconds,
                                 startup, 1))
                 print(f"  q{q} {rows[-1]['method']}: {rows[-1]['mean_gain_db']:+.3f} dB, "

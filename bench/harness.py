@@ -12,7 +12,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,3 +140,13 @@ def write(name: str, path: Path | None, payload: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2) + "\n")
     return path
+
+
+def timed_restore(inputs: Path, out: Path, *options: str) -> float:
+    """Wall seconds of one ``arcnn restore INPUTS -o OUT --device cpu --quiet OPTIONS``, run as a
+    user runs it (a new process: start-up included), into an emptied OUT."""
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "arcnn", "restore", str(inputs), "-o", str(out), "--device", "cpu",
+                    "--quiet", *options], check=True, capture_output=True)
+    return time.perf_counter() - start

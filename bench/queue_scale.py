@@ -28,7 +28,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,7 @@ from pathlib import Path
 import boto3
 import redis
 
-from bench.worker_throughput import ARCNN, free_port, wait
+from bench.worker_throughput import ARCNN, free_port, redis_up, s3_up, start_servers, wait
 
 BUCKET = "bench"
 
@@ -48,12 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     redis_port, s3_port = free_port(), free_port()
     workdir = Path(tempfile.mkdtemp(prefix="arcnn-scale-"))
-    servers = [
-        subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]
+    servers = start_servers(workdir, redis_port, s3_port)
     broker, endpoint = f"redis://127.0.0.1:{redis_port}/0", f"http://127.0.0.1:{s3_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCNN_")}
     env.update(ARCNN_BROKER_URL=broker, ARCNN_S3_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench",
@@ -77,9 +71,9 @@ def run(n_keys: int, broker: str, endpoint: str, env: dict[str, str]) -> None:
     from worker.tasks import Runtime
 
     client = redis.Redis.from_url(broker, decode_responses=True)
-    wait(lambda: _pings(client), 10, "redis-server")
+    wait(lambda: redis_up(client), 10, "redis-server")
     s3 = boto3.client("s3", endpoint_url=endpoint)
-    wait(lambda: _s3_up(s3), 60, "moto server")
+    wait(lambda: s3_up(s3), 60, "moto server")
     s3.create_bucket(Bucket=BUCKET)
     s3.create_bucket(Bucket="bench-out")
     start = time.perf_counter()
@@ -160,21 +154,6 @@ def _rate(count, expected: int) -> str:  # noqa: ANN001
 def _memory(client: redis.Redis) -> int:
     client.memory_purge()
     return int(client.info("memory")["used_memory"])
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-
-
-def _s3_up(client) -> bool:  # noqa: ANN001
-    try:
-        client.list_buckets()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
 if __name__ == "__main__":

@@ -59,6 +59,31 @@ def wait(predicate, timeout: float, what: str):  # noqa: ANN001, ANN201
     return value
 
 
+def start_servers(workdir: Path, redis_port: int, s3_port: int) -> list[subprocess.Popen]:
+    """A redis-server (no persistence) and moto's S3 server on loopback, as subprocesses."""
+    return [
+        subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
+
+
+def redis_up(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def s3_up(client) -> bool:  # noqa: ANN001
+    try:
+        client.list_buckets()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def photo_like(seed: int, width: int, height: int) -> bytes:
     """Smooth shapes plus mild noise, JPEG q=20: blocky like real low-quality photos."""
     rng = np.random.default_rng(seed)
@@ -101,12 +126,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="arcnn-bench-"))
     redis_port, s3_port, metrics_port = free_port(), free_port(), free_port()
-    servers = [
-        subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]
+    servers = start_servers(work, redis_port, s3_port)
     worker = None
     try:
         broker, endpoint = f"redis://127.0.0.1:{redis_port}/0", f"http://127.0.0.1:{s3_port}"
@@ -114,10 +134,10 @@ def main() -> None:
                "ARCNN_TORCH_THREADS": str(args.torch_threads), "ARCNN_IO_THREADS": str(args.io_threads),
                "ARCNN_DEVICE": "cpu", "ARCNN_METRICS_PORT": str(metrics_port), "ARCNN_LIST_BATCH": "4",
                "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-        wait(lambda: _pings(redis_port), 20, "redis")
+        wait(lambda: redis_up(redis.Redis(port=redis_port)), 20, "redis")
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="bench", aws_secret_access_key="bench")
-        wait(lambda: _s3_up(s3), 30, "moto server")
+        wait(lambda: s3_up(s3), 30, "moto server")
         s3.create_bucket(Bucket=BUCKET)
         sources = [photo_like(i, width, height) for i in range(args.images)]
         for i, data in enumerate(sources):
@@ -203,21 +223,6 @@ def _stage_seconds(port: int) -> dict[str, float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples if sample.name == "arcnn_stage_duration_seconds_sum"
     }
-
-
-def _pings(port: int) -> bool:
-    try:
-        return bool(redis.Redis(port=port).ping())
-    except redis.ConnectionError:
-        return False
-
-
-def _s3_up(client) -> bool:  # noqa: ANN001
-    try:
-        client.list_buckets()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def _finished(store: JobStore, job_id: str):  # noqa: ANN202

@@ -77,15 +77,19 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def quality_models(names: list[str], tier: str = "standard") -> dict[int, str]:
+    """The tier's single-quality models among ``names``, by quality: ``{10: "jpeg-q10", ...}``
+    (``fast-arcnn-qN`` for the fast tier)."""
+    return {int(m.group(1)): n for n in names if (m := _QUALITY_MODELS[tier].match(n))}
+
+
 def nearest_quality_model(quality: int | None, names: list[str], tier: str = "standard") -> str | None:
     """The tier's ``jpeg-qN`` (``fast-arcnn-qN``) model whose N is nearest ``quality`` (ties go
     to the lower quality)."""
-    if quality is None:
+    models = quality_models(names, tier)
+    if quality is None or not models:
         return None
-    candidates = [(int(m.group(1)), n) for n in names if (m := _QUALITY_MODELS[tier].match(n))]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda c: (abs(c[0] - quality), c[0]))[1]
+    return models[min(models, key=lambda q: (abs(q - quality), q))]
 
 
 def auto_model(quality: int | None, names: list[str], default: str, max_quality: int,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +43,7 @@ from arcnn.evaluation import BucketRow, decode_as_product, rgb_psnr
 from arcnn.images import list_images
 from arcnn.policy import TIERS, AutoPolicy
 from arcnn.registry import bundled
-from arcnn.restoration import CHROMA_MODELS, PASSTHROUGH, Restorer
+from arcnn.restoration import CHROMA_MODELS, PASSTHROUGH, Restorer, quality_models
 from training.colour_data import full_chroma
 
 GRID = (5, *range(10, 100, 5))
@@ -52,14 +51,6 @@ SUBSAMPLINGS = {"4:2:0": 2, "4:4:4": 0}
 DOUBLES = (BucketRow("q90 > q60", ((90, 2), (60, 2))), BucketRow("q75 > q50", ((75, 2), (50, 2))),
            BucketRow("q90 > crop 3 > q60", ((90, 2), (60, 2)), shift=3),
            BucketRow("q75 > crop 3 > q50", ((75, 2), (50, 2)), shift=3))
-
-
-MODEL_PATTERNS = {"standard": r"jpeg-q(\d+)", "fast": r"fast-arcnn-q(\d+)"}
-
-
-def quality_models(tier: str = "standard") -> dict[int, str]:
-    """The tier's bundled luminance models by quality: {10: "jpeg-q10", ...}."""
-    return {int(m.group(1)): n for n in bundled() if (m := re.fullmatch(MODEL_PATTERNS[tier], n))}
 
 
 def candidates(quality: int, models: dict[int, str]) -> list[str]:
@@ -179,7 +170,7 @@ def main() -> None:
             with Image.open(path) as img:
                 truths.append(full_chroma(img))
         measured_on = f"{args.folder} ({len(truths)} images, averaged over 2x2 blocks)"
-        models = quality_models(args.tier)
+        models = quality_models(list(bundled()), args.tier)
         restorer = Restorer("auto", device="cpu", tier=args.tier)
         cells = {}
         for q in tqdm(GRID, desc="qualities"):

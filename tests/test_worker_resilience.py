@@ -103,8 +103,11 @@ def test_a_key_that_kills_its_worker_is_failed_as_poison_not_retried_forever(buc
     first = workers(env, concurrency=1).wait_ready()
     job_id = _enqueue(env)
     client = redis_for_test.client()
-    wait_for(lambda: client.hlen(f"arcnn:job:{job_id}:attempts") >= 1 and
-             _progress(redis_for_test.url, job_id) == 3, 60, 0.02, "the killer key in flight")
+    # progress first: a key's outcome and the removal of its start are one script, so a start
+    # seen after three outcomes can only be the killer's (read the other way round, a0-a2's own
+    # start could pass for it and the worker died before the killer was ever started)
+    wait_for(lambda: _progress(redis_for_test.url, job_id) == 3 and
+             client.hlen(f"arcnn:job:{job_id}:attempts") >= 1, 60, 0.02, "the killer key in flight")
     first.kill()
     second = workers(env, concurrency=1).wait_ready()
     status = wait_job(redis_for_test.url, job_id, timeout=240, workers=(first, second))

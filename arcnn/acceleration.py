@@ -46,16 +46,22 @@ PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloa
 """Compute precisions by name."""
 
 
-def cpu_has_bf16() -> bool:
-    """True when this CPU executes bf16 dot products natively (AVX512-BF16 or AMX).
-
-    Without them oneDNN emulates bf16 and it is slower than float32, so ``auto`` must not pick it.
-    """
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+def _cpu_identity(cpuinfo: str | None) -> tuple[str, set[str]] | None:
+    """The vendor and CPU flags of the first processor in /proc/cpuinfo (or the given text);
+    None when it cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    vendor, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return vendor, flags
 
 
 def cpu_has_amx(cpuinfo: str | None = None) -> bool:
@@ -64,26 +70,47 @@ def cpu_has_amx(cpuinfo: str | None = None) -> bool:
     Read from the kernel's CPU flags (``amx_bf16``); elsewhere, torch's own probe if it has one.
     ``cpuinfo`` is the text of /proc/cpuinfo, for tests.
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-            return bool(probe and probe())
-    return any(line.startswith("flags") and "amx_bf16" in line.split() for line in cpuinfo.splitlines())
+    identity = _cpu_identity(cpuinfo)
+    if identity is None:
+        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(probe and probe())
+    return "amx_bf16" in identity[1]
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU executes bf16 dot products natively (AVX512-BF16 or AMX); without them
+    oneDNN emulates bf16, so the benchmarks do not measure it there."""
+    identity = _cpu_identity(cpuinfo)
+    return identity is not None and bool({"avx512_bf16", "amx_bf16"} & identity[1])
+
+
+def cpu_runs_bf16_fast(cpuinfo: str | None = None) -> bool:
+    """Whether bf16 convolutions run clearly faster than float32 on this CPU.
+
+    Measured per machine (docs/performance.md, ``python -m bench.per_core``): AMX (Intel
+    Sapphire Rapids and later) 4.4x float32; AVX512-BF16 on AMD (Zen 4 and later, which executes
+    bf16 dot products at full width) 2.1-2.2x on two machines; AVX512-BF16 on an Intel CPU without
+    AMX 0.57x; no bf16 instructions at all, emulated and slower. So: AMX, or AMD with AVX512-BF16.
+    """
+    identity = _cpu_identity(cpuinfo)
+    if identity is None:
+        return cpu_has_amx(cpuinfo)
+    vendor, flags = identity
+    return "amx_bf16" in flags or (vendor == "AuthenticAMD" and "avx512_bf16" in flags)
 
 
 @lru_cache(maxsize=None)
 def default_precision(device: torch.device | str) -> str:
-    """``auto`` precision for a device: fp16 on CUDA, bf16 on CPUs with AMX, fp32 on other CPUs.
+    """``auto`` precision for a device: fp16 on CUDA, bf16 on CPUs where it runs fast
+    (:func:`cpu_runs_bf16_fast`), fp32 on other CPUs.
 
-    With AMX, bf16 convolutions run several times faster than fp32 for a PSNR cost far below what
-    anyone can see (docs/performance.md measures both per bundled model). Without AMX, bf16 was
-    faster on one CPU and slower on another, so fp32 stays the default there.
+    Where bf16 is fast it restores a 12 MP colour JPEG in about half the float32 time or less,
+    for a PSNR cost far below what anyone can see (docs/performance.md measures both, per bundled
+    model); where it is not, it would cost time, so fp32 stays the default there.
     """
     if torch.device(device).type == "cuda":
         return "fp16"
-    return "bf16" if cpu_has_amx() else "fp32"
+    return "bf16" if cpu_runs_bf16_fast() else "fp32"
 
 
 def _conv_copy(conv: nn.Module, dtype: torch.dtype, channels_last: bool, scale: float = 1.0) -> nn.Module:

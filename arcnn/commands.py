@@ -37,8 +37,8 @@ def inference_options(command: Callable) -> Callable:
                           "help (auto), on every colour image (restore), or pass them through "
                           "(default: ARCNN_CHROMA, itself auto)."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-                     help="auto: fp16 on CUDA, bf16 on CPUs with AMX, fp32 on other CPUs "
-                          "(default: ARCNN_PRECISION)."),
+                     help="auto: fp16 on CUDA, bf16 on CPUs with AMX or AMD AVX512-BF16, fp32 on "
+                          "other CPUs (default: ARCNN_PRECISION)."),
         click.option("--tier", type=click.Choice(TIERS), default=None,
                      help="Models auto picks from: standard (AR-CNN) or fast (Fast AR-CNN, several times "
                           "the throughput for a smaller gain) (default: ARCNN_TIER, itself standard)."),

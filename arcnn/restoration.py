@@ -119,7 +119,8 @@ class Restorer:
     """Holds loaded models and restores PIL images with them.
 
     Models are loaded through :func:`arcnn.acceleration.prepare` (channels-last, fast heads,
-    ``precision``: ``auto`` is fp16 on CUDA, bf16 on CPUs with AMX and float32 on other CPUs);
+    ``precision``: ``auto`` is fp16 on CUDA, bf16 on CPUs where it runs fast and float32 on
+    other CPUs: :func:`~arcnn.acceleration.default_precision`);
     ``cuda_graphs`` replays each tile shape as a CUDA graph. The library reads no environment:
     what ``auto`` does with inputs it cannot place (``default_model``) and the operator's quality
     cut (``auto_max_quality``) are passed in by the commands, from the settings.

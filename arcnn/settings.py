@@ -44,8 +44,9 @@ class Settings:
     device: str = "auto"
     """Inference device: cpu, cuda, or auto (cuda when available)."""
     precision: str = "auto"
-    """Inference precision: auto (fp16 on CUDA, bf16 on CPUs with AMX, fp32 on other CPUs), fp32,
-    bf16 (GPUs, and CPUs where ``python -m bench.per_core`` shows it faster), or fp16 (GPUs).
+    """Inference precision: auto (fp16 on CUDA, bf16 on CPUs with AMX or AMD AVX512-BF16, fp32 on
+    other CPUs), fp32, bf16 (GPUs, and CPUs where ``python -m bench.per_core`` shows it faster),
+    or fp16 (GPUs).
     docs/performance.md has what reduced precision costs in PSNR."""
     tile: int = 0
     """Tile side in pixels for inference; memory is bounded by this, not the image. 0: 512 on

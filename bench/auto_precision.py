@@ -1,8 +1,9 @@
 """``arcnn restore`` with its defaults against ``--precision fp32``, on one large colour JPEG.
 
-``auto`` precision is bf16 on CPUs with AMX and fp32 elsewhere (``arcnn.acceleration.cpu_has_amx``),
-so on an AMX machine this is the speed-up users get without asking for it, and elsewhere it
-checks that nothing changed (ratio 1). Whole commands, start-up included, best of ``--repeats``.
+``auto`` precision is bf16 on CPUs where it runs fast (AMX, or AVX512-BF16 on AMD:
+``arcnn.acceleration.cpu_runs_bf16_fast``) and fp32 elsewhere, so on such a machine this is the
+speed-up users get without asking for it, and elsewhere it checks that nothing changed (ratio
+1). Whole commands, start-up included, best of ``--repeats``.
 
     python -m bench.auto_precision --megapixels 12
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from arcnn.acceleration import cpu_has_amx, default_precision
+from arcnn.acceleration import cpu_has_amx, cpu_runs_bf16_fast, default_precision
 from bench.harness import arguments, table, timed_restore, write
 from bench.product_memory import jpeg_file
 
@@ -35,9 +36,10 @@ def main() -> None:
             print(f"  {label}: {seconds:.2f} s", flush=True)
     ratio = rows[0]["seconds"] / rows[1]["seconds"]
     print(f"\n{args.megapixels} MP colour JPEG q{args.quality}; CPU has AMX: {cpu_has_amx()}, "
+          f"runs bf16 fast: {cpu_runs_bf16_fast()}, "
           f"auto precision: {default_precision('cpu')}; defaults take {ratio:.2f}x the fp32 time")
     print(table(rows, ["run", "seconds"]))
-    print(f"wrote {write('auto_precision', args.json, {'amx': cpu_has_amx(), 'auto': default_precision('cpu'), 'ratio': ratio, 'rows': rows})}")
+    print(f"wrote {write('auto_precision', args.json, {'amx': cpu_has_amx(), 'bf16_fast': cpu_runs_bf16_fast(), 'auto': default_precision('cpu'), 'ratio': ratio, 'rows': rows})}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ def mean_metrics(rows: Iterable[dict[str, float]]) -> dict[str, float]:
 
 def evaluate_planes(model: nn.Module | None, clean: list[np.ndarray], degraded: list[np.ndarray],
                     device: str = "cpu", tile: int = 0) -> dict[str, dict[str, float]]:
-    """Average metrics of the degraded input and of the restored output against ``clean``."""
+    """Average metrics of the degraded input and of the restored output against ``clean``, and
+    each restored image's PSNR (``per_image``, in order: a model is judged by its worst too)."""
     before, after = [], []
     for c, d in zip(clean, degraded):
         before.append(all_metrics(c, d))
@@ -46,6 +47,7 @@ def evaluate_planes(model: nn.Module | None, clean: list[np.ndarray], degraded: 
     result = {"input": mean_metrics(before)}
     if after:
         result["restored"] = mean_metrics(after)
+        result["per_image"] = [m["psnr"] for m in after]
     return result
 
 
@@ -97,7 +99,8 @@ def decode_as_product(data: bytes) -> Image.Image:
 
 def color_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder: Path,
                    quality: int) -> dict:
-    """RGB JPEG 4:2:0 in; ``restore`` is the product's colour pipeline (None: input only)."""
+    """RGB JPEG 4:2:0 in; ``restore`` is the product's colour pipeline (None: input only).
+    ``per_image`` is each restored image's RGB PSNR, in order."""
     before, after = [], []
     for path in list_images([folder]):
         with Image.open(path) as img:
@@ -116,6 +119,7 @@ def color_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder:
     result = {"protocol": "color", "images": len(before), "quality": quality, "input": mean_metrics(before)}
     if after:
         result["restored"] = mean_metrics(after)
+        result["per_image"] = [m["psnr_rgb"] for m in after]
     return result
 
 

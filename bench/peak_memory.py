@@ -9,12 +9,12 @@ proportional to the image is the image itself and its float32 output plane.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
 
 from bench.harness import arguments, table, write
+from bench.product_memory import rss_mib
 
 
 def child(megapixels: float, tile: int, model: str, precision: str, mode: str) -> dict:
@@ -29,11 +29,11 @@ def child(megapixels: float, tile: int, model: str, precision: str, mode: str) -
     rng = np.random.default_rng(0)
     shape = (height, width, 3) if mode == "RGB" else (height, width)
     img = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = rss_mib("VmHWM")
     start = time.perf_counter()
     restorer.restore(img)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = rss_mib("VmHWM")
     return {"megapixels": height * width / 1e6, "shape": f"{height}x{width}", "mode": mode, "tile": tile, "model": model,
             "precision": precision, "rss_before_mib": before, "peak_rss_mib": peak,
             "restore_added_mib": peak - before, "seconds": seconds,

@@ -177,8 +177,10 @@ def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str,
 @click.option("--device", default=None, help="cpu, cuda or auto (default: ARCNN_DEVICE).")
 @click.option("--tile", type=click.IntRange(MIN_TILE), default=None,
               help=f"Tile side in pixels, at least {MIN_TILE} (default: ARCNN_TILE).")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-              help="As arcnn restore --precision (bench.precision_cost compares them).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="As arcnn restore --precision. fp32 by default, so that a figure does not depend on "
+                   "the CPU it was measured on (auto is bf16 on some); bench.precision_all measures "
+                   "what bf16 changes.")
 @click.option("--tier", type=click.Choice(TIERS), default="standard", show_default=True,
               help="Models auto picks from (color / bucket), as arcnn restore --tier; with "
                    "--protocol paper, fast evaluates the fast-arcnn-qN model nearest the quality.")
@@ -190,7 +192,8 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
 
     Where and how the tiles run (device, tile, batch size) come from the settings as for
     ``restore``, since they leave the figures as they are; what is measured (model, precision,
-    tier, chroma) is only ever what the options say, so that a result never depends on the shell.
+    tier, chroma) is only ever what the options say, so that a result never depends on the shell,
+    nor (precision fp32 unless asked) on the CPU.
     """
     from arcnn.evaluation import BUCKET_ROWS, bucket_protocol, color_protocol, paper_protocol
     from arcnn.registry import bundled
@@ -221,6 +224,8 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
         with tqdm(total=len(BUCKET_ROWS), desc="bucket rows", disable=not sys.stderr.isatty()) as bar:
             result = bucket_protocol(restore, data_dir, images=images, progress=lambda _: bar.update())
     result = {"data": str(data_dir), "model": model, **result}
+    if restorer:
+        result["precision"] = restorer.precision
     if protocol == "bucket":
         result["chroma"] = chroma
     if tier != "standard":

@@ -1,12 +1,15 @@
 """The ``arcnn restore`` / ``eval`` / ``models`` commands, run as a user would."""
 
 import io
+import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 from PIL import Image
+
+from arcnn.acceleration import default_precision
 
 ARCNN = [sys.executable, "-m", "arcnn"]
 MODEL = ["--model", "random:9-7-1-5"]
@@ -205,6 +208,19 @@ def test_eval_runs_where_the_settings_say_unless_told(tmp_path):
     if not torch.cuda.is_available():
         refused = run("eval", str(tmp_path), "--quality", "10", *MODEL, env=env)
         assert refused.returncode == 1 and "no CUDA device" in refused.stderr
+
+
+def test_eval_measures_in_fp32_unless_told_whatever_the_cpu(tmp_path):
+    """`auto` is bf16 on some CPUs; a figure from `arcnn eval` must not depend on which one ran it,
+    nor on ARCNN_PRECISION."""
+    _jpeg(tmp_path / "0.jpg", size=(48, 40), quality=95)
+    env = {**os.environ, "ARCNN_PRECISION": "bf16"}
+    default = run("eval", str(tmp_path), "--quality", "10", *MODEL, "--device", "cpu", "--json", env=env)
+    assert default.returncode == 0, default.stderr
+    assert json.loads(default.stdout)["precision"] == "fp32"
+    told = run("eval", str(tmp_path), "--quality", "10", *MODEL, "--device", "cpu", "--precision", "auto", "--json")
+    assert told.returncode == 0, told.stderr
+    assert json.loads(told.stdout)["precision"] == default_precision("cpu")
 
 
 def test_the_precision_names_are_the_engines():

@@ -78,8 +78,8 @@ def run_measurements(data: Path, cache: dict, save) -> None:
         save()
     # colour: the product's default choice (auto: luma model + chroma network by the policy)
     # against the same luma models with chroma passed through
-    auto = Restorer.load("auto", device="cpu")
-    y_only = Restorer.load("auto", device="cpu", chroma="passthrough")
+    auto = Restorer.load("auto", device="cpu", precision="fp32")  # figures must not depend on the CPU
+    y_only = Restorer.load("auto", device="cpu", chroma="passthrough", precision="fp32")
     for q in QUALITIES:
         measure(cache, f"color|LIVE1|{q}|auto", "auto", lambda: color_protocol(auto.restore, data / "LIVE1", q))
         save()

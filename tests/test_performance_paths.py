@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from arcnn.acceleration import CudaGraphed, cpu_has_bf16, prepare, subpixel_from_deconv
+from arcnn.acceleration import CudaGraphed, WideHead, cpu_has_bf16, prepare, subpixel_from_deconv
 from arcnn.architectures import ARCHITECTURES
 from arcnn.colour import to_uint8
 from arcnn.metrics import psnr
@@ -196,3 +196,20 @@ def test_auto_precision_is_bf16_only_where_bf16_runs_fast():
     assert cpu_runs_bf16_fast(intel_amx) and cpu_runs_bf16_fast(amd_bf16)
     assert not cpu_runs_bf16_fast(intel_bf16) and not cpu_runs_bf16_fast(amd_avx2)
     assert not cpu_runs_bf16_fast("")
+
+
+@pytest.mark.parametrize("out_channels", [1, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_wide_head_is_the_convolution_at_every_width_and_input_precision(out_channels, dtype, channels_last):
+    """WideHead pads to its column multiple and converts its input's precision in one copy: every
+    output width (all remainders) equals the plain convolution of the input as float32."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, out_channels, 5)
+    head = WideHead(conv)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    with torch.inference_mode():
+        for width in range(20, 20 + head.s + 1):
+            x = torch.randn(2, 16, 13, width).to(dtype).contiguous(memory_format=layout)
+            expected = conv(x.float())
+            assert torch.allclose(head(x), expected, atol=1e-5), width

@@ -62,7 +62,7 @@ def rss_mib(field: str = "VmRSS") -> float:
     The peak is read here, not from ``ru_maxrss``: that one survives exec, so a child process
     started by a parent holding a large image reports the parent's size as its own peak (this
     benchmark's parent builds 48 MP photos; a grey child once "peaked" at 606 MiB that way,
-    against its own 455)."""
+    against its own 452)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024

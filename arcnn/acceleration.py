@@ -71,10 +71,13 @@ def cpu_has_amx(cpuinfo: str | None = None) -> bool:
     ``cpuinfo`` is the text of /proc/cpuinfo, for tests.
     """
     identity = _cpu_identity(cpuinfo)
-    if identity is None:
-        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        return bool(probe and probe())
-    return "amx_bf16" in identity[1]
+    return _torch_amx_probe() if identity is None else "amx_bf16" in identity[1]
+
+
+def _torch_amx_probe() -> bool:
+    """torch's own AMX probe, for when /proc/cpuinfo cannot be read (False if torch has none)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
 
 
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
@@ -94,7 +97,7 @@ def cpu_runs_bf16_fast(cpuinfo: str | None = None) -> bool:
     """
     identity = _cpu_identity(cpuinfo)
     if identity is None:
-        return cpu_has_amx(cpuinfo)
+        return _torch_amx_probe()
     vendor, flags = identity
     return "amx_bf16" in flags or (vendor == "AuthenticAMD" and "avx512_bf16" in flags)
 

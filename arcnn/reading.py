@@ -1,0 +1,121 @@
+"""What an input says about how it was compressed, from every source there is.
+
+Three sources, each trusted for what it can know:
+
+* the file's JPEG tables (:mod:`arcnn.quality`): the *last* save's steps, exactly;
+* a lossy WebP's VP8 header (:mod:`arcnn.webp`): its quantiser, exactly;
+* the pixels (:mod:`arcnn.history`): the *dominant* JPEG compression, wherever its grid lies,
+  also for files without tables (PNG, BMP, TIFF, lossless WebP) and for re-saves.
+
+The effective quality is the strongest compression found: a q30 photo re-saved at q90 is
+restored as q30, a q50 one re-saved at q95 as q50. An image that was never compressed shows no
+grid and passes through. :class:`Reading` records what was read for the per-file line, the job
+report and the output metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from arcnn.history import FREQUENCIES, History, equivalent_quality, read_history
+
+RESAVE_MARGIN = 5
+"""A grid in the pixels overrides the file's IJG tables only when it reads at least this many
+quality points lower: the pixels of a single save read within 1-2 points of its own tables."""
+
+NEUTRAL_LEVELS = 0
+"""A colour image is grey when no pixel's R, G and B differ by more than this (JPEG decoders give
+exactly equal channels for neutral chroma, so 0 is exact, not a tolerance)."""
+
+_EIGHT_BIT = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La", "RGBa")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The effective history of one input.
+
+    ``codec``: ``jpeg`` (the models of ``quality``, an IJG-equivalent JPEG quality), ``webp``
+    (``quality`` is the WebP quality of equal quantiser) or ``none`` (nothing to undo found).
+    ``subsampled``: the chroma subsampling the chroma network is conditioned on. ``grey``: a
+    colour file whose decoded chroma is neutral everywhere. ``source``: where ``quality`` came
+    from (``tables``, ``pixels``, ``webp``, ``assumed``). ``text``: the same, for people.
+    """
+
+    codec: str
+    quality: int | None = None
+    subsampled: bool = True
+    grey: bool = False
+    source: str = ""
+    text: str = ""
+
+    def to_json(self) -> dict:
+        return {"codec": self.codec, "quality": self.quality, "subsampled": self.subsampled,
+                "grey": self.grey, "source": self.source, "read": self.text}
+
+
+def is_grey(img: Image.Image) -> bool:
+    """A colour image (RGB, RGBA, P) whose every pixel has R == G == B: a grey photo in a colour
+    file. Its chroma is neutral and must stay exactly so."""
+    if img.mode not in ("RGB", "RGBA", "RGBX", "P", "PA"):
+        return False
+    rgb = np.asarray(img if img.mode in ("RGB", "RGBA", "RGBX") else img.convert("RGB"))
+    return bool(np.all(np.abs(rgb[..., 0].astype(np.int16) - rgb[..., 1]) <= NEUTRAL_LEVELS)
+                and np.all(np.abs(rgb[..., 1].astype(np.int16) - rgb[..., 2]) <= NEUTRAL_LEVELS))
+
+
+def pixel_history(img: Image.Image) -> History | None:
+    """:func:`~arcnn.history.read_history` of an 8-bit image's luma, None for 16-bit images
+    (no JPEG holds them)."""
+    if img.mode not in _EIGHT_BIT:
+        return None
+    return read_history(np.asarray(img.convert("L")))
+
+
+def table_quality(table: list[int], history: History | None) -> int:
+    """The IJG-equivalent quality of a luminance table no IJG quality produces, weighted by how
+    many non-zero coefficients each frequency has in this image where the pixels show it."""
+    counts = {f: 1 for f in FREQUENCIES}
+    if history is not None and history.jpeg and history.offset == (0, 0):
+        counts = {f: max(1, history.counts.get(f, 1)) for f in FREQUENCIES}
+    return equivalent_quality({f: (int(table[f]), counts[f]) for f in FREQUENCIES}).quality
+
+
+def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
+    """Read ``img``'s history from ``img.info`` (set by :func:`arcnn.images.decode_image`) and its
+    pixels. ``assumed_quality`` (1-100, ``--input-quality``) replaces what was read: lower values
+    restore more strongly."""
+    info = img.info
+    subsampled = bool(info.get("jpeg_subsampled", True)) if info.get("jpeg_subsampled") is not None else True
+    grey = is_grey(img)
+    tail = "; grey in a colour file: chroma kept neutral" if grey else ""
+    if assumed_quality:
+        return Reading("jpeg", assumed_quality, subsampled, grey, "assumed",
+                       f"assumed q{assumed_quality} (--input-quality){tail}")
+    webp = info.get("webp_quantiser")
+    if webp is not None:
+        from arcnn.webp import equivalent_quality as webp_quality
+
+        quality = webp_quality(webp)
+        return Reading("webp", quality, True, grey, "webp", f"WebP quantiser {webp:.0f} (~q{quality}){tail}")
+    history = pixel_history(img)
+    pixels = history.describe() if history is not None else "not read (16-bit)"
+    file_quality, table = info.get("jpeg_quality"), info.get("jpeg_luma_table")
+    found = history is not None and history.jpeg
+    chroma = (", 4:2:0" if subsampled else ", 4:4:4") if img.mode not in ("L", "LA", "1", "I;16", "I") else ""
+    if file_quality is not None:
+        if found and history.quality <= file_quality - RESAVE_MARGIN:
+            return Reading("jpeg", history.quality, subsampled, grey, "pixels",
+                           f"pixels: {pixels}; file tables q{file_quality}{chroma}{tail}")
+        return Reading("jpeg", file_quality, subsampled, grey, "tables", f"estimated q{file_quality}{chroma}{tail}")
+    if table is not None:  # a JPEG whose tables no IJG quality produces
+        quality = table_quality(table, history)
+        if found and history.quality <= quality - RESAVE_MARGIN:
+            return Reading("jpeg", history.quality, subsampled, grey, "pixels",
+                           f"pixels: {pixels}; non-IJG file tables ~q{quality}{chroma}{tail}")
+        return Reading("jpeg", quality, subsampled, grey, "tables", f"non-IJG file tables ~q{quality}{chroma}{tail}")
+    if found:
+        return Reading("jpeg", history.quality, True, grey, "pixels", f"pixels: {pixels}; no JPEG tables{tail}")
+    return Reading("none", None, True, grey, "", f"no JPEG tables; pixels: {pixels}{tail}")

@@ -194,3 +194,137 @@ def bucket_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder
                       mean_gain=float(np.mean([r["gain"] for r in table])),
                       worst_gain=float(min(r["worst_gain"] for r in table)))
     return result
+
+
+def _encode(img: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def _decoded(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+FLAT_TABLE = [10] * 64
+"""A flat quantisation table (every step 10), as some encoders and cameras write: no IJG quality
+produces it."""
+RAMP_TABLE = [6 + 2 * (i // 8 + i % 8) for i in range(64)]
+"""A table that grows linearly with frequency (6 to 34), unlike IJG's Annex K shape."""
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One history an image can have reached the bucket with: ``make`` turns the ground truth
+    into (the file's bytes, the ground truth cropped like it). ``truth`` is what the best bundled
+    model is told: JPEG qualities to assume (``q30``) or WebP models to apply (``webp-q40``);
+    the row's oracle is the best of them. ``grey``: the ground truth is made grey first."""
+
+    name: str
+    make: Callable[[Image.Image], tuple[bytes, Image.Image]]
+    truth: tuple[str, ...]
+    grey: bool = False
+
+
+def _png_of_jpeg(quality: int) -> Callable[[Image.Image], tuple[bytes, Image.Image]]:
+    return lambda rgb: (_encode(_decoded(jpeg_bytes(rgb, quality)), "PNG"), rgb)
+
+
+def _resave(first: int, second: int, shift: int = 0) -> Callable[[Image.Image], tuple[bytes, Image.Image]]:
+    def make(rgb: Image.Image) -> tuple[bytes, Image.Image]:
+        once = _decoded(jpeg_bytes(rgb, first))
+        box = (shift, shift, rgb.width, rgb.height)
+        return jpeg_bytes(once.crop(box), second), rgb.crop(box)
+    return make
+
+
+def _tables(table: list[int]) -> Callable[[Image.Image], tuple[bytes, Image.Image]]:
+    return lambda rgb: (_encode(rgb, "JPEG", qtables=[table, table], subsampling=2), rgb)
+
+
+def _webp(quality: int) -> Callable[[Image.Image], tuple[bytes, Image.Image]]:
+    return lambda rgb: (_encode(rgb, "WEBP", quality=quality), rgb)
+
+
+def _lossless_webp_of_jpeg(quality: int) -> Callable[[Image.Image], tuple[bytes, Image.Image]]:
+    return lambda rgb: (_encode(_decoded(jpeg_bytes(rgb, quality)), "WEBP", lossless=True), rgb)
+
+
+_JPEG_TRUTHS = tuple(f"q{q}" for q in range(10, 100, 10))
+
+HISTORY_ROWS: tuple[HistoryRow, ...] = (
+    HistoryRow("png of q30", _png_of_jpeg(30), ("q30",)),
+    HistoryRow("png of q60", _png_of_jpeg(60), ("q60",)),
+    HistoryRow("lossless webp of q40", _lossless_webp_of_jpeg(40), ("q40",)),
+    HistoryRow("q30 > q90", _resave(30, 90), ("q30",)),
+    HistoryRow("q30 > crop 3 > q90", _resave(30, 90, 3), ("q30",)),
+    HistoryRow("q50 > q95", _resave(50, 95), ("q50",)),
+    HistoryRow("q40 > crop 5 > q85", _resave(40, 85, 5), ("q40",)),
+    HistoryRow("flat tables (10)", _tables(FLAT_TABLE), _JPEG_TRUTHS),
+    HistoryRow("ramp tables (6-34)", _tables(RAMP_TABLE), _JPEG_TRUTHS),
+    HistoryRow("webp q40", _webp(40), ("webp-q20", "webp-q40", "webp-q70")),
+    HistoryRow("webp q70", _webp(70), ("webp-q20", "webp-q40", "webp-q70")),
+    HistoryRow("grey q30 in colour JPEG", lambda rgb: (jpeg_bytes(rgb, 30), rgb), ("q30",), grey=True),
+    HistoryRow("pristine", lambda rgb: (_encode(rgb, "PNG"), rgb), ()),
+)
+"""The history grid (docs/results.md): decoded-and-saved PNGs and lossless WebPs of JPEGs,
+re-saves at a higher quality (aligned and shifted), tables of other shapes, lossy WebP, a grey
+photo in a colour JPEG, and the ground truth itself."""
+
+
+def invented_chroma(rgb: np.ndarray) -> float:
+    """Mean |Cb - 128| + |Cr - 128| (JFIF) of an H x W x 3 image: the colour in a grey photo."""
+    from arcnn.colour import rgb_to_ycbcr
+
+    ycc = rgb_to_ycbcr(rgb)
+    return float(np.mean(np.abs(ycc[..., 1] - 128) + np.abs(ycc[..., 2] - 128)))
+
+
+def history_protocol(restore: Callable[[Image.Image], Image.Image],
+                     told: Callable[[str], Callable[[Image.Image], Image.Image]], folder: Path,
+                     rows: Iterable[HistoryRow] = HISTORY_ROWS, images: int | None = None,
+                     progress: Callable[[str], None] | None = None) -> dict:
+    """Per row: mean RGB PSNR in and out with the product's defaults, the mean and worst gain,
+    the gain of the best of the row's ``truth`` models (``told(truth)`` restores with it), the
+    share of that gain reached, images changed (pristine: must be 0) and, for grey rows, the
+    chroma the output invented."""
+    paths = list_images([folder])[:images]
+    truths = []
+    for path in paths:
+        with Image.open(path) as img:
+            truths.append(img.convert("RGB"))
+    table = []
+    for row in rows:
+        before, after, oracle, invented, changed = [], [], {t: [] for t in row.truth}, [], 0
+        for truth in truths:
+            source = truth.convert("L").convert("RGB") if row.grey else truth
+            data, reference = row.make(source)
+            decoded = decode_as_product(data)
+            ref, inp = np.asarray(reference), np.asarray(decoded.convert("RGB"))
+            out = np.asarray(restore(decoded).convert("RGB"))
+            before.append(rgb_psnr(ref, inp))
+            after.append(rgb_psnr(ref, out))
+            changed += int(not np.array_equal(inp, out))
+            if row.grey:
+                invented.append(invented_chroma(out))
+            for t in row.truth:
+                oracle[t].append(rgb_psnr(ref, np.asarray(told(t)(decode_as_product(data)).convert("RGB"))))
+        same = np.array(after) == np.array(before)  # identical images: both PSNRs infinite
+        gains = np.where(same, 0.0, np.array(after) - np.array(before))
+        worst = int(np.argmin(gains))
+        entry = {"row": row.name, "input": float(np.mean(before)), "restored": float(np.mean(after)),
+                 "gain": float(gains.mean()), "worst_gain": float(gains[worst]),
+                 "worst_image": paths[worst].name, "changed": changed}
+        if oracle:
+            best = max(oracle, key=lambda t: np.mean(oracle[t]))
+            entry.update(oracle=best, oracle_gain=float(np.mean(oracle[best]) - np.mean(before)))
+            entry["share"] = entry["gain"] / entry["oracle_gain"] if entry["oracle_gain"] > 0 else None
+        if row.grey:
+            entry["invented_chroma"] = float(np.mean(invented))
+        table.append(entry)
+        if progress is not None:
+            progress(row.name)
+    scored = [r for r in table if r["row"] != "pristine"]
+    return {"protocol": "history", "images": len(paths), "rows": table,
+            "mean_gain": float(np.mean([r["gain"] for r in scored])),
+            "worst_gain": float(min(r["worst_gain"] for r in table))}

@@ -35,6 +35,11 @@ class Settings:
     """``--model auto`` passes JPEGs above this estimated quality through untouched. The measured
     policy (arcnn/auto_policy.json, docs/model-choice.md) already passes through every quality
     where no model helped on validation; this is an operator's extra cut (100: none)."""
+    input_quality: int = 0
+    """The JPEG quality ``--model auto`` assumes every input was compressed at (1-100), in place of
+    what the file tables, WebP header and pixels say: FBCNN's flexible control, lower values
+    restore more strongly. 0 (the default): read each input's history (arcnn/reading.py). Not the
+    quality outputs are written at."""
     chroma: str = "auto"
     """Colour images' Cb/Cr: ``auto`` runs the chroma network where the measured policy says it
     helps, ``restore`` on every colour image, ``passthrough`` never (docs/colour.md)."""
@@ -66,6 +71,8 @@ class Settings:
             raise ValueError(f"ARCNN_TIER must be one of {', '.join(TIERS)}, not {self.tier!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"ARCNN_PRECISION must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if not 0 <= self.input_quality <= 100:
+            raise ValueError(f"ARCNN_INPUT_QUALITY must be 1-100 (0: read from each input), not {self.input_quality}")
         if not 0 <= self.png_compress_level <= 9:
             raise ValueError(f"ARCNN_PNG_COMPRESS_LEVEL must be 0-9, not {self.png_compress_level}")
 

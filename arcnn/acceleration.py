@@ -290,7 +290,7 @@ class CudaGraphed(nn.Module):
 
     A graph reads and writes fixed ("static") buffers, so each call copies its input in, replays,
     and clones the output out, all under a lock and ordered after the previous call's clone (an
-    event), which keeps calls from several threads or streams (worker/batching.py) from
+    event), which keeps calls from several threads or streams (arcnn/jobs/batching.py) from
     overwriting each other's buffers. Shapes should repeat (uniform tiles, full batches, as
     :func:`arcnn.tiling.restore_planes` sends on CUDA), otherwise every new shape pays a capture.
     """

@@ -7,15 +7,26 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 import click
 
-from arcnn.errors import ArcnnError, NoWeightsError
+from arcnn.errors import ArcnnError
+from arcnn.jobs.listing import selected
+from arcnn.jobs.locations import check_disjoint, parse_location
+from arcnn.jobs.report import Tally, fate
+from arcnn.jobs.spec import DEFAULT_QUALITY, FORMATS, JobSpec, SpecError
+from arcnn.jobs.storage import LocalStorage, MemoryStorage, ObjectInfo, Storage, file_etag
+from arcnn.naming import KEEP_FORMATS, output_extension, output_names
 from arcnn.policy import CHROMA_MODES, TIERS
 from arcnn.settings import PRECISIONS, Settings
+
+if TYPE_CHECKING:
+    from arcnn.jobs.pipeline import Pipeline, Result, Work
 
 MIN_TILE = 64
 """Smallest tile the commands accept: below it the halo (9-18 pixels a side) is most of each
@@ -59,105 +70,210 @@ def overridden(settings: SettingsT, **given: object) -> SettingsT:
     return dataclasses.replace(settings, **{name: value for name, value in given.items() if value is not None})
 
 
-def fate_line(source: object, target: object, label: str, why: str) -> str:
-    """The line ``arcnn restore`` and ``arcnn run`` print for each file: ``SOURCE -> TARGET:
-    LABEL (WHY)``, e.g. ``in/a.jpg -> out/a.png: jpeg-q20+colour (estimated q18, 4:2:0)``."""
-    return f"{source} -> {target}: {label} ({why})"
+def output_options(command: Callable) -> Callable:
+    """The options about what is written, shared by ``arcnn restore`` and ``arcnn run``."""
+    options = [
+        click.option("--output-quality", type=click.IntRange(1, 100), default=DEFAULT_QUALITY, show_default=True,
+                     help="Quality of JPEG and WebP outputs (PNG is lossless). A passthrough written in its "
+                          "input's format is the input's own bytes, whatever this says."),
+        click.option("--suffix", default="", metavar="TEXT",
+                     help="Added to each output's name before the extension: a.jpg -> a_restored.png "
+                          "with --suffix _restored."),
+        click.option("--dry-run", is_flag=True,
+                     help="Say what would be done to each file (its model and why, or skipped) and write nothing."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the summary as JSON (per-file lines go to stderr, the progress bar is off)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def drive(pipeline: Pipeline, works: Iterable[Work], shown: Callable[[Result], tuple[str, str]], *,
+          quiet: bool, as_json: bool, dry_run: bool = False, total: int | None = None,
+          empty_note: str = "", out: TextIO | None = None) -> Tally:
+    """Run ``works`` through ``pipeline`` as ``restore`` and ``run`` both do: a progress bar,
+    one line per key (``shown`` gives the source and target names to print), the summary
+    table and totals (or ``--json``), the failures and warnings; exit 1 if any key failed.
+
+    ``out`` is where the lines and summary go (stdout unless it carries an image).
+    """
+    from tqdm import tqdm
+
+    out = out or sys.stdout
+    lines = None if quiet else (sys.stderr if as_json else out)
+    tally = Tally()
+    start = time.perf_counter()
+    try:
+        with tqdm(total=total, unit="img", desc="planning" if dry_run else "restoring", file=sys.stderr,
+                  disable=quiet or as_json or not sys.stderr.isatty()) as bar:
+            for result in pipeline.run(works):
+                source, target = shown(result)
+                tally.add(result, source)
+                if lines is not None:
+                    tqdm.write(fate(result, source, target), file=lines)
+                bar.update()
+                bar.set_postfix(failed=tally.outcomes["failed"], refresh=False)
+    except ArcnnError as error:  # the listing itself failed
+        raise click.ClickException(str(error)) from error
+    finally:
+        pipeline.close()
+    seconds = time.perf_counter() - start
+    summary = tally.summary(seconds)
+    if dry_run:
+        summary["dry_run"] = True
+    if tally.total == 0 and empty_note:
+        summary["note"] = empty_note
+    if as_json:
+        click.echo(json.dumps(summary, indent=2), file=out)
+    else:
+        if not quiet:
+            for row in tally.table():
+                click.echo(row, file=out)
+        click.echo(tally.totals_line(seconds) + ("  (dry run: nothing written)" if dry_run else ""), file=out)
+        if "note" in summary:
+            click.echo(summary["note"], err=True)
+        for name, failure in tally.failures.items():
+            click.echo(f"FAILED {name}: {failure['reason']}: {failure['error']}", err=True)
+        for name, warning in tally.warnings.items():
+            click.echo(f"WARNING {name}: {warning}", err=True)
+    if tally.failures:
+        sys.exit(1)
+    return tally
 
 
 @click.command("restore")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the restored images: each input's path under the folder given, "
-                   "with the format's extension (docs/worker.md: output names).")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
+@click.option("-o", "--output", required=True, metavar="DIR|FILE|-",
+              help="Folder for the restored images (each input's path under it, with the format's "
+                   "extension: docs/worker.md, output names); a file name (.png, .jpg, .webp) for a "
+                   "single input; - for standard output.")
 @click.option("--model", default="auto", show_default=True,
               help="Bundled model name, a .safetensors path, or auto (nearest estimated JPEG quality).")
-@click.option("--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Output format: png (the default), jpeg, webp, or keep (each input's own: JPEG, PNG "
+                   "and WebP keep theirs, others become PNG). With -o FILE its extension decides.")
+@click.option("--include", metavar="GLOB",
+              help="In folders, only files matching GLOB, relative to the folder, with the shell's rules: "
+                   "* and ? stop at /, ** crosses folders ('**/*.jpg'). Default: image extensions.")
+@click.option("--overwrite", is_flag=True, help="Redo files whose output is recorded as done from the same input.")
+@click.option("--allow-overlap", is_flag=True,
+              help="Allow the output folder inside an input folder, or the same folder. Outputs are never "
+                   "taken as inputs, and an input is never replaced.")
+@output_options
 @inference_options
-def restore_command(paths: tuple[Path, ...], outdir: Path, model: str, fmt: str, tile: int | None,
-                    batch_size: int | None, device: str | None, chroma: str | None,
-                    precision: str | None, tier: str | None, quiet: bool) -> None:
-    """Restore image files or folders into OUTDIR; bad files are reported and skipped.
+def restore_command(paths: tuple[Path, ...], output: str, model: str, fmt: str | None, include: str | None,
+                    overwrite: bool, allow_overlap: bool, output_quality: int, suffix: str, dry_run: bool,
+                    as_json: bool, tile: int | None, batch_size: int | None, device: str | None,
+                    chroma: str | None, precision: str | None, tier: str | None, quiet: bool,
+                    input_quality: int | None = None) -> None:
+    """Restore image files or folders (- for standard input) into OUTPUT.
 
-    Each file gets one line: what ran and why (``jpeg-q20+colour (estimated q18, 4:2:0)``), or
-    that it passed through and why, or why it failed."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    from PIL import Image
-    from tqdm import tqdm
-
-    from arcnn.images import EXTENSIONS, encode_image, format_losses, read_image
-    from arcnn.naming import local_inputs, output_names
-    from arcnn.restoration import Choice, Restorer
+    Each file gets one line: what ran and why (``jpeg-q20+colour (estimated q18, 4:2:0)``), that it
+    passed through and why, that it was skipped (done by an earlier run), or why it failed; then
+    a summary. Outputs are recorded in OUTPUT/.arcnn-meta/, so a re-run skips what is done
+    (see README, "What restore writes"). Exits 1 if any file failed.
+    """
+    from arcnn.jobs.pipeline import Pipeline
 
     try:
         settings = overridden(Settings.from_env(os.environ), tile=tile, batch_size=batch_size, device=device,
-                              chroma=chroma, precision=precision, tier=tier)
+                              chroma=chroma, precision=precision, tier=tier, input_quality=input_quality)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    target = restore_target(output, paths, fmt)
     try:
-        restorer = Restorer.load(model, settings.device, settings.tile, settings.batch_size, settings.chroma,
-                                 settings.precision, tier=settings.tier, default_model=settings.default_model,
-                                 auto_max_quality=settings.auto_max_quality)
+        spec = JobSpec(",".join(map(str, paths)), output, model, target.fmt, overwrite, include, allow_overlap,
+                       output_quality, suffix)
+    except SpecError as exc:
+        raise click.UsageError(str(exc)) from exc
+    works, shown_source = restore_works(paths, target, spec)
+    if not works:
+        raise click.ClickException("no input images found")
+    try:
+        pipeline = Pipeline.from_settings(settings, dry_run=dry_run)
+        pipeline.models.check(model)
     except (ArcnnError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
-    # The same selection and output names as `arcnn run DIR` (arcnn/naming.py).
-    files = [named for group in output_names(local_inputs(paths), lambda pair: pair[0], EXTENSIONS[fmt])
-             for named in group]
-    if not files:
-        raise click.ClickException("no input images found")
-    outdir.mkdir(parents=True, exist_ok=True)
-    failed: list[tuple[Path, str]] = []
 
-    def write(path: Path, target: Path, img: Image.Image, out: Image.Image, choice: Choice) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(encode_image(out, fmt, source=img, png_level=settings.png_compress_level))
-        if not quiet:
-            tqdm.write(fate_line(path, target, choice.label, choice.why))
-        for loss in format_losses(out, fmt):
-            tqdm.write(f"warning: {path}: {loss}", file=sys.stderr)
+    def shown(result: Result) -> tuple[str, str]:
+        if target.to_stdout:
+            return shown_source[id(result.work)], "-"
+        return shown_source[id(result.work)], str(Path(output) / result.out_key)
 
-    def fail(path: Path, exc: ArcnnError) -> None:
-        failed.append((path, str(exc)))
-        tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
+    report = sys.stderr if target.to_stdout else sys.stdout
+    try:
+        drive(pipeline, works, shown, quiet=quiet, as_json=as_json, dry_run=dry_run, total=len(works), out=report)
+    finally:
+        if target.to_stdout and not dry_run:
+            for data, _ in target.storage.objects.values():
+                sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
 
-    def settle(pending: tuple[Path, Future] | None) -> None:
-        """Wait for a file's write, if one is pending, and report it if it failed."""
-        if pending is not None:
-            try:
-                pending[1].result()
-            except ArcnnError as exc:
-                fail(pending[0], exc)
 
-    # One I/O thread reads the next file and writes the previous result while the current one
-    # is restored, so decoding and encoding overlap the network instead of adding to it.
-    bar = quiet or len(files) < 2 or not sys.stderr.isatty()
-    with ThreadPoolExecutor(1, thread_name_prefix="arcnn-io") as io:
-        reads = io.submit(read_image, files[0].item[1], settings.max_pixels)
-        written: tuple[Path, Future] | None = None
-        for i, named in enumerate(tqdm(files, disable=bar, unit="img", desc="restoring")):
-            path, read = named.item[1], reads
-            if i + 1 < len(files):
-                reads = io.submit(read_image, files[i + 1].item[1], settings.max_pixels)
-            try:
-                img = read.result()
-                choice = restorer.choose(img)
-                out = restorer.restore(img, choice)
-            except NoWeightsError as exc:
-                raise click.ClickException(str(exc)) from exc
-            except ArcnnError as exc:
-                settle(written)  # the previous file's line first: lines follow the input order
-                written = None
-                fail(path, exc)
-                continue
-            settle(written)
-            written = (path, io.submit(write, path, outdir / named.output_name(), img, out, choice))
-        settle(written)
-    done = len(files) - len(failed)
-    click.echo(f"restored {done} of {len(files)} image(s) into {outdir}"
-               + (f"; {len(failed)} failed" if failed else ""), err=True)
-    if failed:
-        sys.exit(1)
+@dataclass
+class RestoreTarget:
+    """Where ``arcnn restore`` writes: a folder, one file, or standard output."""
+
+    storage: Storage
+    fmt: str
+    name: str | None = None
+    """The output's name when OUTPUT is a file (or standard output)."""
+    to_stdout: bool = False
+
+
+def restore_target(output: str, paths: tuple[Path, ...], fmt: str | None) -> RestoreTarget:
+    """Read ``-o``: ``-`` is standard output and a name with an image extension is a file, both
+    for a single input file only; anything else is a folder."""
+    single = len(paths) == 1 and (str(paths[0]) == "-" or not paths[0].is_dir())
+    if output == "-":
+        if not single:
+            raise click.UsageError("-o - (standard output) takes a single input file")
+        return RestoreTarget(MemoryStorage("stdout"), fmt or "png", name="stdout", to_stdout=True)
+    as_file = Path(output)
+    if single and not as_file.is_dir() and as_file.suffix.lower() in KEEP_FORMATS:
+        implied = KEEP_FORMATS[as_file.suffix.lower()]
+        if fmt not in (None, implied):
+            raise click.UsageError(f"-o {output} is a {implied.upper()} file name, but --format is {fmt}")
+        return RestoreTarget(LocalStorage(parse_location(str(as_file.parent))), implied, name=as_file.name)
+    if as_file.is_file():
+        raise click.UsageError(f"-o {output} is a file: give a folder (or, for one input, an image file name)")
+    return RestoreTarget(LocalStorage(parse_location(output)), fmt or "png")
+
+
+def restore_works(paths: tuple[Path, ...], target: RestoreTarget, spec: JobSpec) -> tuple[list[Work], dict[int, str]]:
+    """Every input of ``arcnn restore`` as work for the engine, named with :mod:`arcnn.naming`
+    as ``arcnn run DIR`` names a folder (a file given by itself is named by its file name), and
+    how each is shown (by ``id`` of the work)."""
+    from arcnn.jobs.pipeline import Work
+
+    inputs: list[tuple[str, Storage, ObjectInfo, str]] = []  # relative name, storage, object, shown
+    for path in paths:
+        if str(path) == "-":
+            stdin = MemoryStorage("stdin", {"stdin": sys.stdin.buffer.read()})
+            inputs.append(("stdin", stdin, next(stdin.list()), "-"))
+        elif path.is_dir():
+            folder = LocalStorage(parse_location(str(path)))
+            if not spec.allow_overlap:
+                try:
+                    check_disjoint(folder.location, target.storage.location)
+                except ArcnnError as exc:
+                    raise click.UsageError(str(exc)) from exc
+            inputs += [(obj.key, folder, obj, str(path / obj.key)) for obj in selected(folder, target.storage, spec)]
+        else:
+            parent = LocalStorage(parse_location(str(path.parent)))
+            inputs.append((path.name, parent, ObjectInfo(path.name, 0, file_etag(path)), str(path)))
+    inputs.sort(key=lambda item: item[0])
+    works, shown = [], {}
+    for group in output_names(inputs, lambda item: item[0], lambda relative: output_extension(spec.fmt, relative),
+                              spec.suffix):
+        for named in group:
+            _, storage, obj, name = named.item
+            work = Work(storage, target.storage, obj.key, obj.etag, spec,
+                        name=target.name or named.name, clash="" if target.name else named.clash)
+            works.append(work)
+            shown[id(work)] = name
+    return works, shown
 
 
 @click.command("eval")

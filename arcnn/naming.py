@@ -6,8 +6,10 @@ tree gives the same outputs whichever command restored it:
 - **Selection**: a file (key) is an input when its name ends in one of :data:`IMAGE_SUFFIXES`,
   in any case. Folders are walked recursively.
 - **Names**: an output mirrors its input's path relative to the folder (or prefix) given, with
-  the output format's extension instead of the input's: ``sub/photo.JPG`` -> ``sub/photo.png``.
-- **Stems that collide**: when two or more inputs of one job share a path without extension
+  the job's suffix (``--suffix``, none by default) and the output format's extension instead of
+  the input's: ``sub/photo.JPG`` -> ``sub/photo.png`` (``sub/photo_restored.png`` with
+  ``--suffix _restored``). With ``--format keep`` each input keeps its own extension.
+- **Names that collide**: when two or more inputs of one job would get the same name
   (``a.jpg``, ``a.jpeg``, ``a.JPG``, ``a.png``), every one of them keeps its own extension in
   front of the new one (``a.jpg.png``, ``a.jpeg.png``, ``a.JPG.png``, ``a.png.png``). The name
   depends only on the set of inputs, never on timing, so a re-run finds every output where it
@@ -39,6 +41,35 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".b
 """Names taken as images (case-insensitive) when a folder, prefix or bucket is given."""
 
 
+FORMAT_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+"""Output format -> the extension of its outputs."""
+
+KEEP = "keep"
+"""The output format that writes each input in its own format (:func:`output_format`)."""
+
+KEEP_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".jfif": "jpeg", ".png": "png",
+                ".webp": "webp"}
+"""Input extensions (any case) that ``keep`` writes in their own format, under their own name;
+other inputs (GIF, TIFF, BMP, ...) are written as PNG."""
+
+
+def output_format(fmt: str, relative: str) -> str:
+    """The format an input's output is written in: ``fmt``, or for ``keep`` the input's own."""
+    if fmt != KEEP:
+        return fmt
+    return KEEP_FORMATS.get(posixpath.splitext(relative)[1].lower(), "png")
+
+
+def output_extension(fmt: str, relative: str) -> str:
+    """The output's extension: the format's, or for ``keep`` the input's own where it keeps it
+    (``a.JPG`` stays ``a.JPG``)."""
+    if fmt == KEEP:
+        extension = posixpath.splitext(relative)[1]
+        if extension.lower() in KEEP_FORMATS:
+            return extension
+    return FORMAT_EXTENSIONS[output_format(fmt, relative)]
+
+
 class NameClashError(ArcnnError):
     """Two inputs of one job would write the same output; the later one is refused."""
 
@@ -53,9 +84,18 @@ def stem(relative: str) -> str:
     return posixpath.splitext(relative)[0]
 
 
-def plain_name(relative: str, extension: str) -> str:
-    """The output name when no other input shares the stem: ``sub/a.JPG`` -> ``sub/a.png``."""
-    return stem(relative) + extension
+Extension = str | Callable[[str], str]
+"""The output extension: one for every input, or a function of the input's relative name
+(``--format keep``)."""
+
+
+def _extension_of(extension: Extension, relative: str) -> str:
+    return extension if isinstance(extension, str) else extension(relative)
+
+
+def plain_name(relative: str, extension: Extension, suffix: str = "") -> str:
+    """The output name when no other input would get it: ``sub/a.JPG`` -> ``sub/a.png``."""
+    return stem(relative) + suffix + _extension_of(extension, relative)
 
 
 @dataclass(frozen=True)
@@ -77,7 +117,7 @@ class Named(Generic[T]):
 
 
 def output_names(items: Iterable[T], relative: Callable[[T], str],
-                 extension: str) -> Iterator[list[Named[T]]]:
+                 extension: Extension, suffix: str = "") -> Iterator[list[Named[T]]]:
     """Name every input, in groups: the inputs of one group are named together, and no later
     input can change their names, so a caller may cut work (a listing chunk) between groups.
 
@@ -89,12 +129,12 @@ def output_names(items: Iterable[T], relative: Callable[[T], str],
     for item in items:
         key = relative(item)
         if pending and not _inside(key, open_runs):
-            yield _name_group(pending, extension)
+            yield _name_group(pending, extension, suffix)
             pending, open_runs = [], set()
         pending.append((item, key))
         open_runs.add(stem(key) + ".")
     if pending:
-        yield _name_group(pending, extension)
+        yield _name_group(pending, extension, suffix)
 
 
 def _inside(key: str, runs: set[str]) -> bool:
@@ -102,12 +142,15 @@ def _inside(key: str, runs: set[str]) -> bool:
     return any(key[:i + 1] in runs for i, char in enumerate(key) if char == ".")
 
 
-def _name_group(group: list[tuple[T, str]], extension: str) -> list[Named[T]]:
-    stems = Counter(stem(key) for _, key in group)
+def _name_group(group: list[tuple[T, str]], extension: Extension, suffix: str) -> list[Named[T]]:
+    # Inputs that would share a plain name share its stem, so they are all in this group.
+    plain = Counter(plain_name(key, extension, suffix) for _, key in group)
     taken: dict[str, str] = {}
     named: list[Named[T]] = []
     for item, key in group:
-        name = plain_name(key, extension) if stems[stem(key)] == 1 else key + extension
+        name = plain_name(key, extension, suffix)
+        if plain[name] > 1:
+            name = key + suffix + _extension_of(extension, key)
         if name in taken:
             named.append(Named(item, key, None, taken[name]))
         else:

@@ -204,7 +204,7 @@ class _Slot:
 def _run_cuda(model: nn.Module, planes: list[list[np.ndarray]], outs: list[np.ndarray], batches: list[list[_Job]],
               batch_size: int, device: torch.device, dtype: torch.dtype) -> None:
     """Copies run on a private stream; compute and the copy back run on the calling thread's
-    current stream, so a model shared between threads (worker/batching.py) stays ordered."""
+    current stream, so a model shared between threads (arcnn/jobs/batching.py) stays ordered."""
     if not batches:
         return
     radius, (c_in, c_out) = model.radius, _channels(model)

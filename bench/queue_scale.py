@@ -65,8 +65,8 @@ def run(n_keys: int, broker: str, endpoint: str, env: dict[str, str]) -> None:
     from worker.settings import WorkerSettings
     from worker.app import QUEUE, configure
     from worker.jobs import JobStore
-    from worker.locations import parse_location
-    from worker.pipeline import Pipeline
+    from arcnn.jobs.locations import parse_location
+    from worker.engine import worker_pipeline
     from worker.storage import open_storage
     from worker.tasks import Runtime
 
@@ -100,7 +100,7 @@ def run(n_keys: int, broker: str, endpoint: str, env: dict[str, str]) -> None:
     job_id = latency["scale"][1]
 
     configure(settings)
-    runtime = Runtime(settings, Pipeline(settings))
+    runtime = Runtime(settings, worker_pipeline(settings))
     store: JobStore = runtime.store
     start = time.perf_counter()
     from_batch = 0

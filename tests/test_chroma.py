@@ -218,7 +218,7 @@ def test_bucket_row_crops_the_truth_like_the_jpeg():
 
 def test_chroma_setting_reaches_the_worker_and_is_validated(monkeypatch):
     from worker.settings import WorkerSettings
-    from worker.pipeline import Models
+    from arcnn.jobs.pipeline import Models
 
     monkeypatch.setenv("ARCNN_CHROMA", "passthrough")
     settings = WorkerSettings.from_env(os.environ)

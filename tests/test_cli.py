@@ -34,7 +34,7 @@ def test_restore_folder_skips_bad_files_and_fails_exit_code(tmp_path):
     result = run("restore", str(src), "-o", str(tmp_path / "out"), *MODEL, "--tile", "64")
     assert result.returncode == 1
     assert "broken.jpg" in result.stderr and "empty.png" in result.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "gray.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".arcnn-meta", "a.png", "gray.png"]
     assert Image.open(tmp_path / "out" / "gray.png").mode == "L"
     assert Image.open(tmp_path / "out" / "a.png").size == (40, 33)
 
@@ -170,7 +170,7 @@ def test_eval_bucket_reports_every_row_with_its_worst_image(tmp_path):
 
 def test_restore_says_what_happened_to_each_file(tmp_path):
     """One line per file: what ran and why, or passed through and why; --quiet keeps only the
-    summary. The auto choices come from the shipped policy and ARCNN_AUTO_MAX_QUALITY."""
+    totals line, which counts passthroughs apart from restored files. The auto choices come from the shipped policy and ARCNN_AUTO_MAX_QUALITY."""
     src = tmp_path / "in"
     src.mkdir()
     _jpeg(src / "low.jpg", quality=10)
@@ -184,8 +184,8 @@ def test_restore_says_what_happened_to_each_file(tmp_path):
     assert lines["high.jpg"].endswith("passthrough (estimated q95, 4:2:0: above the quality cut 90)")
     assert lines["clean.png"].endswith("passthrough (no JPEG tables)")
     quiet = run("restore", str(src), "-o", str(tmp_path / "quiet"), "--tile", "64", "--quiet")
-    assert quiet.returncode == 0 and quiet.stdout == ""
-    assert "restored 3 of 3" in quiet.stderr
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert quiet.stdout.startswith("total 3  done 1  passed through 2  skipped 0  failed 0  in ")
 
 
 def test_fast_tier_picks_fast_models(tmp_path):

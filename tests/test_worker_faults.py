@@ -9,10 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.jobs import JobSpec, JobStore
-from worker.locations import parse_location
+from arcnn.jobs.spec import JobSpec
+from worker.jobs import JobStore
+from arcnn.jobs.locations import parse_location
 from worker.settings import WorkerSettings
-from worker.storage import S3Storage, TransientStorageError, _s3_client
+from arcnn.jobs.storage import TransientStorageError
+from worker.storage import S3Storage, _s3_client
 from worker_support import (  # noqa: F401 (fixtures)
     BUCKET, MODEL, WorkerProcess, base_env, bucket, cli, free_port, jpeg, redis_server, s3, wait_job,
 )

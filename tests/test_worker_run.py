@@ -46,7 +46,7 @@ def test_run_local_mirrors_tree_skips_done_and_overwrites(tmp_path: Path) -> Non
     assert (changed["done"], changed["skipped"]) == (1, 2)
 
     forced = json.loads(cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--json",
-                            "--overwrite", "--format", "webp", "--include", "sub/*", check=False).stdout)
+                            "--overwrite", "--format", "webp", "--include", "sub/**", check=False).stdout)
     assert (forced["total"], forced["done"]) == (2, 2)
     assert (dest / "sub/b.webp").exists() and not (dest / "a.webp").exists()
 
@@ -142,7 +142,7 @@ def test_run_says_what_happened_to_each_key_and_takes_the_restore_flags(tmp_path
     lines = {line.split(" ")[0].rstrip(":"): line for line in first.stdout.splitlines()[:-1]}
     assert lines["sub/b.JPG"] == f"sub/b.JPG -> sub/b.png: {MODEL} (named)"  # no +colour: --chroma won
     assert lines["broken.jpg"].startswith("broken.jpg: failed (bad_image: ")
-    assert first.stdout.splitlines()[-1].startswith("total 4  done 3  skipped 0  failed 1")
+    assert first.stdout.splitlines()[-1].startswith("total 4  done 3  passed through 0  skipped 0  failed 1")
     again = cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, check=False)
     assert "a.jpg -> a.png: skipped (output already written from this source)" in again.stdout
     quiet = cli(_env(), "run", str(src), "--dest", str(dest), "--model", MODEL, "--quiet", check=False)

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from worker.jobs import JobSpec, JobStore
-from worker.locations import (
+from arcnn.jobs.spec import JobSpec
+from worker.jobs import JobStore
+from arcnn.jobs.locations import (
     LocationError, UnsafeKeyError, check_disjoint, is_selected, output_key, parse_location,
 )
 from worker.metrics import JobCollector, QueueCollector
 from worker.settings import WorkerSettings
-from worker.storage import LocalStorage, TransientStorageError, retrying
+from arcnn.jobs.storage import LocalStorage, TransientStorageError, retrying
 from worker_support import redis_server  # noqa: F401 (fixture)
 
 
@@ -161,7 +162,7 @@ def test_local_outputs_follow_the_umask(tmp_path: Path) -> None:
     """Outputs and their metadata get the mode ``open()`` would give them (mkstemp's is 0600)."""
     import stat
 
-    from worker import storage as module
+    from arcnn.jobs import storage as module
 
     LocalStorage(parse_location(str(tmp_path))).put("a/b.png", b"png", "png", {})
     expected = 0o666 & ~module._read_umask()
@@ -171,7 +172,7 @@ def test_local_outputs_follow_the_umask(tmp_path: Path) -> None:
 
 def test_a_file_name_too_long_is_a_permanent_error(tmp_path: Path) -> None:
     """No retry can shorten a name: it fails its key at once instead of ~10 s of backoff."""
-    from worker.storage import PermanentStorageError
+    from arcnn.jobs.storage import PermanentStorageError
 
     with pytest.raises(PermanentStorageError, match="too long"):
         LocalStorage(parse_location(str(tmp_path))).put("x" * 300 + ".png", b"png", "png", {})
@@ -204,7 +205,7 @@ def test_inference_threads_share_tile_batches_with_identical_results() -> None:
     from PIL import Image
 
     from arcnn.restoration import Restorer
-    from worker.batching import BatchingRestorer
+    from arcnn.jobs.batching import BatchingRestorer
 
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(8)]
@@ -277,9 +278,9 @@ def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, 
 
     from worker import tasks
     from worker.app import QUEUE, app, configure
-    from worker.listing import planned
-    from worker.locations import parse_location
-    from worker.pipeline import Pipeline
+    from arcnn.jobs.listing import planned
+    from arcnn.jobs.locations import parse_location
+    from worker.engine import worker_pipeline
 
     src, dest = tmp_path / "src", tmp_path / "dest"
     src.mkdir()
@@ -290,7 +291,7 @@ def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, 
     configure(settings)
     app._after_fork()  # drop connections pooled for another test module's broker
     monkeypatch.setattr(tasks, "LIST_CHUNK", 2)
-    runtime = tasks.Runtime(settings, Pipeline(settings))
+    runtime = tasks.Runtime(settings, worker_pipeline(settings))
     client = redis_server.client()
     client.delete(QUEUE)
     spec = JobSpec(str(src), str(dest), model="passthrough")
@@ -308,7 +309,7 @@ def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, 
             items += json.loads(base64.b64decode(message["body"]))[0][2]
     client.delete(QUEUE)
     source = LocalStorage(parse_location(str(src)))
-    whole = {n.item.key: n.name for g in planned(source, parse_location(str(dest)), spec) for n in g}
+    whole = {n.item.key: n.name for g in planned(source, LocalStorage(parse_location(str(dest))), spec) for n in g}
     assert [item[0] for item in items] == keys  # each key once, in order
     assert {item[0]: item[2] for item in items} == whole
     assert whole["b.png"] == "b.png.png" and whole["a4.jpg"] == "a4.png"

@@ -1,8 +1,9 @@
 """CLI commands for bucket-scale jobs: ``enqueue``, ``status``, ``worker`` and ``run``.
 
 ``run`` is the embedded default (no broker, one process); the other three are the distributed
-form of the same job, through Celery and Redis. Both select keys with :mod:`worker.listing` and
-restore them with :class:`worker.pipeline.Pipeline`, so they behave the same.
+form of the same job, through Celery and Redis. Both select keys with :mod:`arcnn.jobs.listing`
+and restore them with :class:`arcnn.jobs.pipeline.Pipeline`, so they behave the same (and as
+``arcnn restore``, which drives the same engine).
 """
 
 from __future__ import annotations
@@ -11,25 +12,20 @@ import json
 import os
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import click
 import redis
 from tqdm import tqdm
 
-from arcnn.commands import fate_line, inference_options, overridden
+from arcnn.commands import drive, inference_options, output_options, overridden
 from arcnn.errors import ArcnnError
-from arcnn.images import EXTENSIONS
+from arcnn.jobs.locations import Location
+from arcnn.jobs.spec import FORMATS, JobSpec, SpecError
 from arcnn.settings import PRECISIONS
-from worker.jobs import TERMINAL, JobSpec, JobStatus, JobStore
-from worker.locations import Location
+from worker.jobs import TERMINAL, JobStatus, JobStore
 from worker.settings import WorkerSettings
-
-if TYPE_CHECKING:
-    from worker.pipeline import Result
 
 
 def _job_options(command: Callable) -> Callable:
@@ -39,11 +35,13 @@ def _job_options(command: Callable) -> Callable:
         click.option("--dest", required=True, help="Destination: s3://bucket/prefix or a folder."),
         click.option("--model", default="auto", show_default=True,
                      help="auto (by estimated JPEG quality), a bundled name, a path, or random:<spec>."),
-        click.option("--format", "fmt", type=click.Choice(list(EXTENSIONS)), default="png",
-                     show_default=True, help="Output format (and extension)."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default="png",
+                     show_default=True, help="Output format (and extension); keep: each key's own "
+                                             "(JPEG, PNG, WebP; others as PNG)."),
         click.option("--overwrite", is_flag=True, help="Redo keys whose output is already recorded."),
         click.option("--include", metavar="GLOB",
-                     help="Only keys (relative to SRC) matching GLOB; default: image extensions."),
+                     help="Only keys (relative to SRC) matching GLOB, with the shell's rules: * and ? "
+                          "stop at /, ** crosses folders. Default: image extensions."),
         click.option("--allow-overlap", is_flag=True, help="Allow DEST inside SRC or SRC inside DEST."),
     ]
     for option in reversed(options):
@@ -52,14 +50,14 @@ def _job_options(command: Callable) -> Callable:
 
 
 def _spec(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str | None,
-          allow_overlap: bool) -> tuple[JobSpec, Location, Location]:
+          allow_overlap: bool, **output: object) -> tuple[JobSpec, Location, Location]:
     """The job, with its parsed locations; bad input is a usage error before anything starts."""
-    from worker.listing import validate
+    from arcnn.jobs.listing import validate
 
-    spec = JobSpec(src, dest, model, fmt, overwrite, include, allow_overlap)
     try:
+        spec = JobSpec(src, dest, model, fmt, overwrite, include, allow_overlap, **output)
         return (spec, *validate(spec))
-    except ArcnnError as error:
+    except (ArcnnError, SpecError) as error:
         raise click.UsageError(str(error)) from error
 
 
@@ -95,7 +93,7 @@ def settings_from_env() -> WorkerSettings:
 
 def _check_destination(location: Location, settings: WorkerSettings) -> None:
     """One line and exit 1 when DEST can never be written (a missing bucket)."""
-    from worker.listing import check_destination
+    from arcnn.jobs.listing import check_destination
     from worker.storage import open_storage
 
     try:
@@ -130,7 +128,8 @@ def _describe(job: JobStatus) -> str:
     lines = [
         f"job {job.id}: {job.state}",
         f"  {job.spec.src} -> {job.spec.dest} (model {job.spec.model}, {job.spec.fmt})",
-        f"  total {job.total}  done {job.done}  skipped {job.skipped}  failed {job.failed}"
+        f"  total {job.total}  done {job.done}  passed through {job.passed_through}  skipped {job.skipped}"
+        f"  failed {job.failed}"
         f"  ({job.progress:.1%})  {job.throughput:.2f} images/s",
     ]
     if job.note:
@@ -204,12 +203,12 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
     """
     from worker import metrics
     from worker.app import QUEUE, configure
-    from worker.pipeline import Pipeline
+    from worker.engine import worker_pipeline
     from worker.tasks import Runtime, install
 
     settings = overridden(settings_from_env(), device=device, precision=precision)
     app = configure(settings)
-    runtime = Runtime(settings, Pipeline.from_settings(settings))
+    runtime = Runtime(settings, worker_pipeline(settings, metrics.MetricsObserver()))
     install(runtime)
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
@@ -230,81 +229,42 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
 
 @click.command()
 @_job_options
+@output_options
 @inference_options
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the summary as JSON (per-key lines go to stderr, the progress bar is off).")
 def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str | None,
-        allow_overlap: bool, tile: int | None, batch_size: int | None, device: str | None,
-        chroma: str | None, precision: str | None, tier: str | None, quiet: bool, as_json: bool) -> None:
+        allow_overlap: bool, output_quality: int, suffix: str, dry_run: bool, as_json: bool,
+        tile: int | None, batch_size: int | None, device: str | None, chroma: str | None,
+        precision: str | None, tier: str | None, quiet: bool, input_quality: int | None = None) -> None:
     """Restore every image under SRC into DEST in this process (no broker needed).
 
-    Same selection, skipping, retries and output metadata as a queued job. Each key gets one
-    line, as with `arcnn restore`: what ran and why, skipped or passed through and why, or why
-    it failed. Exits 1 if any key failed; the failed keys and reasons are listed at the end.
+    Same selection, skipping, retries and output metadata as a queued job, and the same engine,
+    lines and summary as `arcnn restore`. Each key gets one line: what ran and why, passed
+    through or skipped and why, or why it failed. Exits 1 if any key failed; the failed keys and
+    reasons are listed at the end.
     """
-    from worker.listing import planned
-    from worker.pipeline import Pipeline, Work
+    from arcnn.jobs.listing import must_list_first, planned
+    from arcnn.jobs.pipeline import Work
+    from worker.engine import worker_pipeline
     from worker.storage import open_storage
 
-    spec, src_location, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
+    spec, src_location, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap,
+                                              quality=output_quality, suffix=suffix)
     settings = overridden(settings_from_env(), tile=tile, batch_size=batch_size, device=device,
-                          chroma=chroma, precision=precision, tier=tier)
+                          chroma=chroma, precision=precision, tier=tier, input_quality=input_quality)
     _check_destination(dest_location, settings)
     source, target = open_storage(src_location, settings), open_storage(dest_location, settings)
     try:
-        pipeline = Pipeline.from_settings(settings)
+        pipeline = worker_pipeline(settings, dry_run=dry_run)
         pipeline.models.check(model)
     except (ArcnnError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
     works = (Work(source, target, named.item.key, named.item.etag, spec, name=named.name, clash=named.clash)
-             for group in planned(source, dest_location, spec) for named in group)
-    counts: Counter[str] = Counter()
-    failures: dict[str, dict[str, str]] = {}
-    warnings: dict[str, str] = {}
-    lines = None if quiet else (sys.stderr if as_json else sys.stdout)
-    start = time.perf_counter()
-    try:
-        with tqdm(unit="img", desc="restoring", file=sys.stderr,
-                  disable=quiet or as_json or not sys.stderr.isatty()) as bar:
-            for result in pipeline.run(works):
-                counts[result.outcome or "skipped"] += 1
-                if result.outcome == "failed":
-                    failures[result.work.key] = {"reason": result.reason, "error": result.error}
-                if result.warning:
-                    warnings[result.work.key] = result.warning
-                if lines is not None:
-                    tqdm.write(fate(result), file=lines)
-                bar.update()
-                bar.set_postfix(failed=counts["failed"], refresh=False)
-    except ArcnnError as error:  # the listing itself failed
-        raise click.ClickException(str(error)) from error
-    finally:
-        pipeline.close()
-    elapsed = time.perf_counter() - start
-    summary = {"total": sum(counts.values()), "done": counts["restored"], "skipped": counts["skipped"],
-               "failed": counts["failed"], "seconds": round(elapsed, 3), "failed_keys": failures,
-               "warned": len(warnings), "warnings": warnings}
-    if summary["total"] == 0:
-        summary["note"] = f"no keys matched: {src} holds no images" + (f" matching {include}" if include else "")
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        click.echo(f"total {summary['total']}  done {summary['done']}  skipped {summary['skipped']}"
-                   f"  failed {summary['failed']}" + (f"  warned {len(warnings)}" if warnings else "")
-                   + f"  in {elapsed:.1f}s")
-        if "note" in summary:
-            click.echo(summary["note"], err=True)
-        for key, failure in failures.items():
-            click.echo(f"FAILED {key}: {failure['reason']}: {failure['error']}", err=True)
-        for key, warning in warnings.items():
-            click.echo(f"WARNING {key}: {warning}", err=True)
-    if failures:
-        sys.exit(1)
-
-
-def fate(result: Result) -> str:
-    """One key's line, in the form ``arcnn restore`` prints: ``KEY -> OUTPUT: LABEL (WHY)``."""
-    if result.outcome == "failed":
-        return f"{result.work.key}: failed ({result.reason}: {result.error})"
-    label = result.model if result.outcome == "restored" else "skipped"
-    return fate_line(result.work.key, result.out_key, label, result.why)
+             for group in planned(source, target, spec) for named in group)
+    if must_list_first(src_location, dest_location):
+        try:
+            works = list(works)  # its outputs land where the listing is going: list before writing
+        except ArcnnError as error:
+            raise click.ClickException(str(error)) from error
+    note = f"no keys matched: {src} holds no images" + (f" matching {include}" if include else "")
+    drive(pipeline, works, lambda result: (result.work.key, result.out_key), quiet=quiet, as_json=as_json,
+          dry_run=dry_run, empty_note=note)

@@ -35,6 +35,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from arcnn.jobs.spec import JobSpec
+
 JOBS_INDEX = "arcnn:jobs"
 JOB_TTL_SECONDS = 7 * 24 * 3600
 """Finished jobs (and their failed-key lists) are kept this long, then Redis drops them."""
@@ -42,29 +44,15 @@ JOB_MAX_AGE_SECONDS = 30 * 24 * 3600
 """The longest any job's state is kept, finished or not (a job still running after this long
 loses its state: no job should)."""
 
-OUTCOMES = ("restored", "skipped", "failed")
-"""What can happen to one key: the job counters and the metrics' outcome label both use these."""
-COUNTER_OF = {"restored": "done", "skipped": "skipped", "failed": "failed"}
-"""Outcome of one key -> job counter (``done`` counts restored images)."""
+COUNTER_OF = {"restored": "done", "passed_through": "passed_through", "skipped": "skipped", "failed": "failed"}
+"""Outcome of one key (:data:`arcnn.jobs.spec.OUTCOMES`) -> job counter (``done`` counts
+images a model restored, ``passed_through`` those no model was applied to)."""
 
 TERMINAL = ("done", "failed")
 
 WARNINGS_KEPT = 1000
 """Warned keys whose text is kept per job (all are counted): a job writing a million RGBA PNGs
 as JPEG should not store a million copies of "alpha dropped"."""
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What to do; stored with the job so that any worker can pick up any batch."""
-
-    src: str
-    dest: str
-    model: str = "auto"
-    fmt: str = "png"
-    overwrite: bool = False
-    include: str | None = None
-    allow_overlap: bool = False
 
 
 @dataclass
@@ -76,6 +64,7 @@ class JobStatus:
     spec: JobSpec
     total: int = 0
     done: int = 0
+    passed_through: int = 0
     skipped: int = 0
     failed: int = 0
     created: float = 0.0
@@ -89,7 +78,7 @@ class JobStatus:
 
     @property
     def settled(self) -> int:
-        return self.done + self.skipped + self.failed
+        return self.done + self.passed_through + self.skipped + self.failed
 
     @property
     def progress(self) -> float:
@@ -233,7 +222,7 @@ class JobStore:
         job_id = uuid.uuid4().hex[:12]
         now = time.time()
         fields = {"spec": json.dumps(asdict(spec)), "state": "listing", "created": now,
-                  "total": 0, "done": 0, "skipped": 0, "failed": 0,
+                  "total": 0, "done": 0, "passed_through": 0, "skipped": 0, "failed": 0,
                   "batches_sent": 0, "batches_finished": 0, "list_cursor": ""}
         with self.redis.pipeline() as pipe:
             pipe.hset(self._key(job_id), mapping=fields)
@@ -325,7 +314,7 @@ class JobStore:
         return JobStatus(
             id=job_id, state=h["state"], spec=JobSpec(**json.loads(h["spec"])),
             total=int(h.get("total", 0)), done=int(h.get("done", 0)),
-            skipped=int(h.get("skipped", 0)), failed=int(h.get("failed", 0)),
+            passed_through=int(h.get("passed_through", 0)), skipped=int(h.get("skipped", 0)), failed=int(h.get("failed", 0)),
             created=float(h["created"]), started=number("started"), finished=number("finished"),
             error=h.get("error"), failed_keys=failed_keys,
             warned=int(h.get("warned", 0)), warnings=warnings,

@@ -22,7 +22,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from worker.jobs import OUTCOMES, JobStore
+from arcnn.jobs.pipeline import STAGES, Observer, Result
+from arcnn.jobs.spec import OUTCOMES
+from worker.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,33 @@ IMAGES_IN_FLIGHT = Gauge("arcnn_images_in_flight", "Images between fetch and upl
 MODEL_LOAD_SECONDS = Gauge("arcnn_model_load_seconds", "Time taken to load each model.", ["model"])
 DEVICE_INFO = Gauge("arcnn_device_info", "Inference device of this worker (value is 1).", ["device"])
 
-STAGES = ("fetch", "decode", "infer", "encode", "upload")
+
+
+class MetricsObserver(Observer):
+    """The pipeline's reports as this worker's Prometheus metrics."""
+
+    def stage(self, stage: str, seconds: float) -> None:
+        STAGE_DURATION.labels(stage=stage).observe(seconds)
+
+    def model_loaded(self, name: str, seconds: float) -> None:
+        MODEL_LOAD_SECONDS.labels(model=name).set(seconds)
+
+    def started(self) -> None:
+        IMAGES_IN_FLIGHT.inc()
+
+    def read(self, size: int) -> None:
+        BYTES_READ.inc(size)
+
+    def finished(self, result: Result, started: bool) -> None:
+        if result.outcome is not None:
+            IMAGES_PROCESSED.labels(outcome=result.outcome, model=result.model or result.work.spec.model).inc()
+            if result.outcome == "failed":
+                IMAGE_FAILURES.labels(reason=result.reason).inc()
+        if result.written:
+            BYTES_WRITTEN.inc(result.written)
+            PIXELS_PROCESSED.labels(model=result.model).inc(result.pixels)
+        if started:
+            IMAGES_IN_FLIGHT.dec()
 
 
 class JobCollector(Collector):
@@ -70,7 +98,7 @@ class JobCollector(Collector):
             log.warning("job metrics unavailable: %s", error)
             jobs = []
         for job in jobs:
-            for state in ("total", "done", "skipped", "failed"):
+            for state in ("total", "done", "passed_through", "skipped", "failed"):
                 images.add_metric([job.id, state], getattr(job, state))
             progress.add_metric([job.id], job.progress)
         yield images

@@ -1,5 +1,5 @@
 """Celery tasks: ``arcnn.list_job`` streams a listing into the queue, ``arcnn.restore_batch``
-restores one batch of keys through the process's :class:`~worker.pipeline.Pipeline`.
+restores one batch of keys through the process's :class:`~arcnn.jobs.pipeline.Pipeline`.
 
 Listing is split into short tasks of :data:`LIST_CHUNK` batches, each queueing its own
 continuation *behind* the batches it sent. That gives backpressure for free (the queue holds at
@@ -21,12 +21,15 @@ from celery.exceptions import InvalidTaskError
 from celery.worker.strategy import default as default_strategy
 
 from arcnn.errors import ArcnnError
+from arcnn.jobs.listing import check_destination, planned, validate
+from arcnn.jobs.pipeline import Pipeline, PoisonError, Settled, Work
+from arcnn.jobs.spec import JobSpec
+from arcnn.jobs.storage import Storage
 from worker.app import QUEUE, app
-from worker.jobs import TERMINAL, JobSpec, JobStore
-from worker.listing import check_destination, planned, validate
-from worker.pipeline import Pipeline, PoisonError, Settled, Work
+from worker.engine import worker_pipeline
+from worker.jobs import TERMINAL, JobStore
 from worker.settings import WorkerSettings
-from worker.storage import Storage, open_storage
+from worker.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class Runtime:
     def __init__(self, settings: WorkerSettings, pipeline: Pipeline | None = None) -> None:
         self.settings = settings
         self.store = JobStore.from_url(settings.broker_url)
-        self.pipeline = pipeline or Pipeline.from_settings(settings)
+        self.pipeline = pipeline or worker_pipeline(settings)
 
     @lru_cache(maxsize=64)  # noqa: B019 (one Runtime per process; specs never change)
     def job(self, job_id: str) -> tuple[JobSpec, Storage, Storage]:
@@ -62,7 +65,7 @@ class Runtime:
                 check_destination(dest)
             sent, cursor = self.store.list_cursor(job_id)
             batch: list[list[str]] = []
-            for group in planned(source, dest.location, spec, start_after=cursor):
+            for group in planned(source, dest, spec, start_after=cursor):
                 for named in group:
                     batch.append([named.item.key, named.item.etag, named.name or "", named.clash])
                     if len(batch) == self.settings.list_batch:

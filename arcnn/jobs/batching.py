@@ -2,7 +2,7 @@
 
 The tiled engine runs one image at a time, in batches of up to ``ARCNN_BATCH_SIZE`` tiles of one
 shape. On a GPU a small image (or the last tiles of a large one) leaves most of a batch empty.
-With ``ARCNN_INFER_THREADS`` > 1, several inference threads restore different images at once, and
+With more than one inference thread (``ARCNN_INFER_THREADS``), several restore different images at once, and
 their network calls meet in :class:`SharedBatches`: calls with the same tile shape that arrive
 within a short window are concatenated along the batch dimension and run as one forward pass.
 Results are identical to separate calls (the networks have no cross-sample operations).

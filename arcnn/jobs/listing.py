@@ -1,25 +1,23 @@
 """What a job covers: validating SRC/DEST and streaming the selected source keys with their
 output names.
 
-Used by the Celery listing task and by ``arcnn run`` alike, so both select exactly the same keys
-and name their outputs the same way (:mod:`arcnn.naming`, also used by ``arcnn restore DIR``).
+Used by the Celery listing task, ``arcnn run`` and ``arcnn restore DIR`` alike, so all select
+exactly the same keys and name their outputs the same way (:mod:`arcnn.naming`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from arcnn.images import EXTENSIONS
-from arcnn.naming import Named, output_names
-from worker.jobs import JobSpec
-from worker.locations import Location, LocationError, check_disjoint, is_selected, parse_location
-from worker.storage import ObjectInfo, Storage, StorageError
+from arcnn.jobs.locations import Location, LocationError, check_disjoint, is_selected, parse_location
+from arcnn.jobs.spec import JobSpec
+from arcnn.jobs.storage import META_ETAG, ObjectInfo, Storage, StorageError
+from arcnn.naming import Named, output_extension, output_names
 
 
 def validate(spec: JobSpec) -> tuple[Location, Location]:
-    """Parse and check a job's locations and options before anything is queued or written."""
-    if spec.fmt not in EXTENSIONS:
-        raise LocationError(f"unknown output format {spec.fmt!r} (choose from {', '.join(EXTENSIONS)})")
+    """Parse and check a job's locations before anything is queued or written (the options
+    are checked by :class:`JobSpec` itself)."""
     src, dest = parse_location(spec.src), parse_location(spec.dest)
     if not spec.allow_overlap:
         check_disjoint(src, dest)
@@ -35,33 +33,44 @@ def check_destination(dest: Storage) -> None:
         raise LocationError(f"destination {dest.location}: {error}") from error
 
 
-def selected(source: Storage, dest: Location, spec: JobSpec, start_after: str = "") -> Iterator[ObjectInfo]:
+def selected(source: Storage, dest: Storage, spec: JobSpec, start_after: str = "") -> Iterator[ObjectInfo]:
     """The source objects the job restores, in key order, streamed page by page.
 
-    When overlap was allowed and DEST lies inside SRC, keys under DEST are left out so that a
-    job never restores its own outputs.
+    Outputs are never inputs. Where overlap was allowed and DEST lies inside SRC, every key
+    under DEST is left out. Where DEST is SRC, or holds it, a key is left out when DEST has it
+    recorded as an output (:data:`~arcnn.jobs.storage.META_ETAG`): one metadata read per key,
+    paid only by such jobs. Their listing must not race their own writes: the drivers list it
+    in full before the first output is written (:func:`must_list_first`).
     """
-    inside = source.location.contains(dest) and dest != source.location
+    src, out = source.location, dest.location
+    inside = src.contains(out) and out != src
     for obj in source.list(start_after):
-        relative = source.location.relative(obj.key)
-        if inside and _under(source.location, dest, obj.key):
+        relative = src.relative(obj.key)
+        if not is_selected(relative, spec.include):
             continue
-        if is_selected(relative, spec.include):
-            yield obj
+        dest_key = out.key_of(src.url_of(obj.key))
+        if dest_key is not None and (inside or _is_output(dest, dest_key)):
+            continue
+        yield obj
 
 
-def planned(source: Storage, dest: Location, spec: JobSpec,
+def must_list_first(src: Location, dest: Location) -> bool:
+    """Whether a job's outputs can land among the keys its listing has yet to reach (DEST is
+    SRC or holds it), so that it must list SRC in full before it writes."""
+    return dest.contains(src)
+
+
+def _is_output(dest: Storage, key: str) -> bool:
+    recorded = dest.metadata(key)
+    return recorded is not None and META_ETAG in recorded
+
+
+def planned(source: Storage, dest: Storage, spec: JobSpec,
             start_after: str = "") -> Iterator[list[Named[ObjectInfo]]]:
     """:func:`selected`, with each key's output name, in groups that later keys cannot rename.
 
     A listing resumed after the last key of a group (``start_after``) names the rest exactly as
     one uninterrupted listing would, which is what lets the Celery lister work in chunks.
     """
-    return output_names(selected(source, dest, spec, start_after),
-                        lambda obj: source.location.relative(obj.key), EXTENSIONS[spec.fmt])
-
-
-def _under(src: Location, dest: Location, key: str) -> bool:
-    if src.scheme == "s3":
-        return key.startswith(dest.prefix)
-    return (src.bucket.rstrip("/") + "/" + key).startswith(dest.bucket.rstrip("/") + "/")
+    return output_names(selected(source, dest, spec, start_after), lambda obj: source.location.relative(obj.key),
+                        lambda relative: output_extension(spec.fmt, relative), spec.suffix)

@@ -4,13 +4,20 @@ A location is a *folder*: ``s3://b/photos`` means the keys under ``photos/``, ne
 which is what people expect from ``aws s3 sync`` and what makes "does DEST overlap SRC" decidable.
 Output keys are built only through :func:`output_key`, which refuses anything that could escape
 the destination, because source keys are untrusted input (an S3 key may contain ``../``).
+
+``--include`` globs follow the shell's rules (bash with ``globstar``), matched against the key
+relative to the location: ``*`` and ``?`` never cross a ``/``, ``**`` crosses any number of
+folders (``**/`` also matches none), ``[abc]`` / ``[!abc]`` match one character. So
+``nested/*.jpg`` takes ``nested/a.jpg`` but not ``nested/deeper/b.jpg``; ``nested/**/*.jpg``
+takes both; ``**/*.jpg`` takes every JPEG at any depth.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -28,7 +35,8 @@ class UnsafeKeyError(ArcnnError):
 
 @dataclass(frozen=True)
 class Location:
-    """A parsed location: ``scheme`` is ``s3`` or ``file``; ``prefix`` is ``""`` or ends in ``/``.
+    """A parsed location: ``scheme`` is ``s3`` or ``file`` (``memory`` for standard input and
+    output, :class:`arcnn.jobs.storage.MemoryStorage`); ``prefix`` is ``""`` or ends in ``/``.
 
     For ``file`` the folder itself is the root (``bucket``) and ``prefix`` is always ``""``.
     """
@@ -39,15 +47,27 @@ class Location:
     prefix: str
 
     def __str__(self) -> str:
-        if self.scheme == "s3":
-            return f"s3://{self.bucket}/{self.prefix}"
-        return f"file://{self.bucket}"
+        if self.scheme == "file":
+            return f"file://{self.bucket}"
+        return f"{self.scheme}://{self.bucket}/{self.prefix}"
 
     def relative(self, key: str) -> str:
         """The part of ``key`` below this location's prefix (keys come from listing it)."""
         if not key.startswith(self.prefix):
             raise UnsafeKeyError(f"key {key!r} is not under {self}")
         return key[len(self.prefix):]
+
+    def url_of(self, key: str) -> str:
+        """The object's full address, the same for the same object whichever location it is
+        named from (``file:///in`` key ``out/a.png`` and ``file:///in/out`` key ``a.png``)."""
+        if self.scheme == "file":
+            return f"file://{self.bucket.rstrip('/')}/{key}"
+        return f"{self.scheme}://{self.bucket}/{key}"
+
+    def key_of(self, url: str) -> str | None:
+        """The key of the object at ``url`` (from :meth:`url_of`) under this location, or None."""
+        root = self.url_of(self.prefix)
+        return url[len(root) - len(self.prefix):] if url.startswith(root) else None
 
     def contains(self, other: Location) -> bool:
         """True when every key of ``other`` is also under this location."""
@@ -82,9 +102,14 @@ def _folder(prefix: str) -> str:
     return prefix if prefix == "" or prefix.endswith("/") else prefix + "/"
 
 
+def overlaps(src: Location, dest: Location) -> bool:
+    """Whether DEST is inside SRC, SRC inside DEST, or both are the same place."""
+    return src.contains(dest) or dest.contains(src)
+
+
 def check_disjoint(src: Location, dest: Location) -> None:
     """Refuse a DEST inside SRC or SRC inside DEST: outputs would be re-read as inputs or clobber them."""
-    if src.contains(dest) or dest.contains(src):
+    if overlaps(src, dest):
         raise LocationError(
             f"destination {dest} overlaps source {src}; pass --allow-overlap if that is intended"
         )
@@ -96,8 +121,41 @@ def is_selected(relative_key: str, include: str | None) -> bool:
     if relative_key == "" or relative_key.endswith("/"):
         return False  # folder markers
     if include is not None:
-        return fnmatch.fnmatchcase(relative_key, include)
+        return glob_pattern(include).fullmatch(relative_key) is not None
     return is_image_name(relative_key)
+
+
+@lru_cache(maxsize=32)
+def glob_pattern(glob: str) -> re.Pattern[str]:
+    """A shell glob as a regular expression (the rules are in this module's docstring).
+
+    Written out because :func:`fnmatch.fnmatch` lets ``*`` cross ``/`` (so ``nested/*.jpg``
+    took ``nested/deeper/x.jpg``) and :func:`glob.translate` needs Python 3.13.
+    """
+    out, i = [], 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif glob[i] == "[" and (end := glob.find("]", i + 2)) != -1:
+            body = glob[i + 1:end]
+            negate = body[:1] == "!"
+            body = re.sub(r"([\\^\[\]])", r"\\\1", body[1:] if negate else body)
+            out.append(f"(?!/)[{'^' if negate else ''}{body}]")
+            i = end + 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return re.compile("".join(out), re.DOTALL)
 
 
 def output_key(dest: Location, relative_key: str, name: str) -> str:

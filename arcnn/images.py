@@ -19,6 +19,7 @@ from arcnn import naming
 from arcnn.colour import rgb_to_studio_y, to_uint8
 from arcnn.errors import AnimatedImageError, BadImageError, TooLargeError
 from arcnn.quality import estimate_quality
+from arcnn.webp import quantiser
 
 EXTENSIONS = naming.FORMAT_EXTENSIONS
 """Output format -> file extension."""
@@ -60,8 +61,10 @@ _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Bytes -> loaded, upright PIL image; ``info['jpeg_quality']`` holds the estimated quality
-    and ``info['jpeg_subsampled']`` whether a colour JPEG's chroma was subsampled (4:2:0, 4:2:2).
+    """Bytes -> loaded, upright PIL image; ``info['jpeg_quality']`` holds the estimated quality,
+    ``info['jpeg_luma_table']`` the luminance table (natural order), ``info['jpeg_subsampled']``
+    whether a colour JPEG's chroma was subsampled (4:2:0, 4:2:2) and ``info['webp_quantiser']``
+    a lossy WebP's mean quantiser index (:mod:`arcnn.webp`).
 
     The pixel limit is checked from the header, before any pixel is decoded, and Pillow's own
     bomb protection is set to the same limit as a second line of defence.
@@ -81,7 +84,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             if frames > 1:
                 raise AnimatedImageError(f"{img.format} with {frames} frames: only still images are "
                                          "restored (the other frames would be lost)")
-            quality = estimate_quality(getattr(img, "quantization", None)) if img.format == "JPEG" else None
+            tables = getattr(img, "quantization", None) if img.format == "JPEG" else None
+            quality = estimate_quality(tables)
+            luma_table = list(tables[0]) if tables and len(tables.get(0, ())) == 64 else None
             subsampled = JpegImagePlugin.get_sampling(img) > 0 if img.format == "JPEG" else None
             source_format = img.format
             img.load()
@@ -97,7 +102,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise BadImageError(f"corrupt or truncated image: {exc}") from exc
     img = explicit_alpha(img)
     img.info["jpeg_quality"] = quality
+    img.info["jpeg_luma_table"] = luma_table
     img.info["jpeg_subsampled"] = subsampled
+    img.info["webp_quantiser"] = quantiser(data) if source_format == "WEBP" else None
     img.info["source_format"] = source_format
     return img
 

@@ -25,6 +25,7 @@ from arcnn.cards import ModelCard
 from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, studio_to_full_luma, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
 from arcnn.policy import CHROMA_MODES, TIERS, AutoPolicy, shipped_policy
+from arcnn.reading import Reading, read_input
 from arcnn.registry import bundled, is_bundled, load_named
 from arcnn.settings import Settings
 from arcnn.tiling import auto_batch_size, restore_in_place, restore_plane, restore_planes
@@ -37,6 +38,7 @@ CHROMA_MODELS = {"standard": "colour", "fast": "colour-fast"}
 """The bundled chroma network of each tier."""
 CHROMA_MODEL = CHROMA_MODELS["standard"]
 
+_WEBP_MODELS = re.compile(r"^webp-q(\d+)$")
 _QUALITY_MODELS = {"standard": re.compile(r"^jpeg-q(\d+)$"), "fast": re.compile(r"^fast-arcnn-q(\d+)$")}
 
 GREY_MODES = ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I")
@@ -52,6 +54,8 @@ class Choice:
     chroma_model: str = CHROMA_MODEL
     why: str = field(default="", compare=False)
     """Why, in a few words, for the per-file line users read (``estimated q18, 4:2:0``)."""
+    reading: Reading | None = field(default=None, compare=False)
+    """What was read of the input's history (job reports and output metadata record it)."""
 
     @property
     def label(self) -> str:
@@ -59,6 +63,12 @@ class Choice:
         if self.chroma is None:
             return self.luma
         return self.chroma_model if self.luma == PASSTHROUGH else f"{self.luma}+{self.chroma_model}"
+
+
+def neutral_pixels(rgb: np.ndarray) -> np.ndarray:
+    """Where a decoded H x W x 3(+) image has no colour at all (R == G == B): a JPEG decoder
+    writes exactly that wherever the stored chroma is neutral."""
+    return (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
 
 
 def condition_planes(quality: int, subsampled: bool, shape: tuple[int, int]) -> np.ndarray:
@@ -116,6 +126,20 @@ def auto_model(quality: int | None, names: list[str], default: str, max_quality:
     return nearest_quality_model(quality, names, tier) or default
 
 
+WEBP_MAX_QUALITY = 85
+"""Lossy WebPs read above this quality pass through: the WebP models were trained at 20-70 and
+none was measured to help beyond (docs/model-choice.md)."""
+
+
+def webp_model(quality: int | None, names: list[str]) -> str:
+    """The bundled ``webp-qN`` model nearest a lossy WebP's quality, or passthrough (above
+    :data:`WEBP_MAX_QUALITY`, or none bundled)."""
+    models = {int(m.group(1)): n for n in names if (m := _WEBP_MODELS.match(n))}
+    if quality is None or quality > WEBP_MAX_QUALITY or not models:
+        return PASSTHROUGH
+    return models[min(models, key=lambda q: (abs(q - quality), q))]
+
+
 class Restorer:
     """Holds loaded models and restores PIL images with them.
 
@@ -130,7 +154,7 @@ class Restorer:
     def __init__(self, model: str = "auto", device: str = "auto", tile: int = 0,
                  batch_size: int = 0, chroma: str = "auto", precision: str = "auto",
                  cuda_graphs: bool = False, *, tier: str = "standard", default_model: str = PASSTHROUGH,
-                 auto_max_quality: int = 100) -> None:
+                 auto_max_quality: int = 100, input_quality: int = 0) -> None:
         if chroma not in CHROMA_MODES:
             raise ValueError(f"chroma must be one of {', '.join(CHROMA_MODES)}, not {chroma!r}")
         if tier not in TIERS:
@@ -141,6 +165,9 @@ class Restorer:
         self.tile = tile  # 0: chosen per network by the tiler (tiling.auto_tile)
         self.batch_size = batch_size or auto_batch_size(self.device)
         self.default_model, self.auto_max_quality = default_model, auto_max_quality
+        if not 0 <= input_quality <= 100:
+            raise ValueError(f"input quality must be 1-100 (0: read it from the file), not {input_quality}")
+        self.input_quality = input_quality
         self.precision = default_precision(self.device) if precision == "auto" else precision
         self.cuda_graphs = cuda_graphs and self.device.startswith("cuda")
         self._models: dict[str, nn.Module] = {}
@@ -153,7 +180,8 @@ class Restorer:
         from :class:`~arcnn.settings.Settings`); ``options`` go to the constructor as they are."""
         return cls(model, settings.device, settings.tile, settings.batch_size, settings.chroma,
                    settings.precision, tier=settings.tier, default_model=settings.default_model,
-                   auto_max_quality=settings.auto_max_quality, **options)
+                   auto_max_quality=settings.auto_max_quality, input_quality=settings.input_quality,
+                   **options)
 
     @classmethod
     def load(cls, model: str = "auto", *args, **options) -> "Restorer":
@@ -181,36 +209,54 @@ class Restorer:
             self.cards[name] = card
         return self._models[name]
 
-    def choose_model(self, img: Image.Image) -> str:
-        """The model for this image: the fixed one, or for ``auto`` :func:`auto_model`'s choice."""
-        if self.default != "auto":
-            return self.default
+    def read(self, img: Image.Image) -> Reading:
+        """What ``img``'s file and pixels say of its history (:func:`arcnn.reading.read_input`),
+        with this restorer's assumed input quality, if any."""
+        return read_input(img, self.input_quality)
+
+    def _bundled_names(self) -> list[str]:
         if self._names is None:  # the bundled models do not change while a process runs
             self._names = list(bundled())
         if not self._names:
             raise NoWeightsError("no trained weights are bundled with this installation; "
                                  "train one with `arcnn train --config training/configs/jpeg-q10.toml`")
-        return auto_model(img.info.get("jpeg_quality"), self._names, self.default_model, self.auto_max_quality,
-                          subsampled=bool(img.info.get("jpeg_subsampled")), tier=self.tier)
+        return self._names
 
-    def choose_chroma(self, img: Image.Image) -> tuple[int, bool] | None:
+    def choose_model(self, img: Image.Image, reading: Reading | None = None) -> str:
+        """The model for this image: the fixed one, or for ``auto`` the policy's choice for its
+        effective history (JPEG quality, or WebP quantiser)."""
+        if self.default != "auto":
+            return self.default
+        names = self._bundled_names()
+        reading = reading or self.read(img)
+        if reading.codec == "webp":
+            return webp_model(reading.quality, names)
+        quality = reading.quality if reading.codec == "jpeg" else None
+        return auto_model(quality, names, self.default_model, self.auto_max_quality,
+                          subsampled=reading.subsampled, tier=self.tier)
+
+    def choose_chroma(self, img: Image.Image, reading: Reading | None = None) -> tuple[int, bool] | None:
         """The chroma network's conditions (quality, subsampled) for this image, or None.
 
-        Never for grey images. ``auto``: colour JPEGs whose quality the policy covers, where it
-        measured a gain (only with ``--model auto``: a named model keeps chroma as it is unless
-        ``restore``). ``restore``: every colour image; one without JPEG tables is treated as
-        quality 50, 4:2:0 (its history is unknown).
+        Never for grey images, nor for colour files whose chroma is neutral (a grey photo stays
+        grey). ``auto``: colour images with a JPEG history whose quality the policy covers, where
+        it measured a gain (only with ``--model auto``: a named model keeps chroma as it is unless
+        ``restore``). ``restore``: every colour image; one without a JPEG history is treated as
+        quality 50, 4:2:0.
         """
         if self.chroma == "passthrough" or img.mode in GREY_MODES:
             return None
-        quality = img.info.get("jpeg_quality")
-        subsampled = bool(img.info.get("jpeg_subsampled", True))
+        reading = reading or self.read(img)
+        if reading.grey:
+            return None
+        quality = reading.quality if reading.codec == "jpeg" else None
         if self.chroma == "restore":
-            return (quality or 50, subsampled)
+            return (quality or 50, reading.subsampled)
         if quality is None or quality > self.auto_max_quality or not is_bundled(self.chroma_model):
             return None
         policy = shipped_policy(self.tier)
-        return (quality, subsampled) if policy is not None and policy.use_chroma(quality, subsampled) else None
+        usable = policy is not None and policy.use_chroma(quality, reading.subsampled)
+        return (quality, reading.subsampled) if usable else None
 
     def choose(self, img: Image.Image, model: str | None = None) -> Choice:
         """Everything done to ``img``: ``model`` (or the restorer's own choice) for luminance,
@@ -218,26 +264,23 @@ class Restorer:
         spec = model or self.default
         if spec == PASSTHROUGH:  # asked for by name: the image goes out as it came in
             return Choice(PASSTHROUGH, why="asked for")
+        reading = self.read(img)
         if spec == "auto":
-            luma, chroma = self.choose_model(img), self.choose_chroma(img)
-            return Choice(luma, chroma, self.chroma_model, self._why_auto(img, luma, chroma))
+            luma, chroma = self.choose_model(img, reading), self.choose_chroma(img, reading)
+            return Choice(luma, chroma, self.chroma_model, self._why_auto(reading, luma, chroma), reading)
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
         # the policy measured its own luma choices with the chroma network, not arbitrary models
-        return Choice(spec, self.choose_chroma(img) if self.chroma == "restore" else None, self.chroma_model,
-                      "named")
+        return Choice(spec, self.choose_chroma(img, reading) if self.chroma == "restore" else None,
+                      self.chroma_model, "named", reading)
 
-    def _why_auto(self, img: Image.Image, luma: str, chroma: tuple[int, bool] | None) -> str:
-        quality = img.info.get("jpeg_quality")
-        if quality is None:
-            return "no JPEG tables" + ("" if luma == PASSTHROUGH else ": the default model")
-        estimate = f"estimated q{quality}"
-        if img.mode not in GREY_MODES:
-            estimate += ", 4:2:0" if img.info.get("jpeg_subsampled") else ", 4:4:4"
-        if quality > self.auto_max_quality:
-            return f"{estimate}: above the quality cut {self.auto_max_quality}"
+    def _why_auto(self, reading: Reading, luma: str, chroma: tuple[int, bool] | None) -> str:
+        if reading.codec == "none":
+            return reading.text + ("" if luma == PASSTHROUGH else ": the default model")
+        if reading.codec == "jpeg" and reading.quality > self.auto_max_quality:
+            return f"{reading.text}: above the quality cut {self.auto_max_quality}"
         if luma == PASSTHROUGH and chroma is None:
-            return f"{estimate}: no model measured to help there"
-        return estimate
+            return f"{reading.text}: no model measured to help there"
+        return reading.text
 
     def _plane(self, net: nn.Module, plane: np.ndarray) -> np.ndarray:
         return restore_plane(net, plane, self.tile, self.batch_size, self.device)
@@ -306,9 +349,15 @@ class Restorer:
         rgba = np.asarray(img if mode == target else img.convert(target))
         ycc = rgb_to_ycbcr_planes(rgba[..., :3])
         alpha = rgba[..., 3].copy() if has_alpha else None
+        grey = choice.reading is not None and choice.reading.grey
+        neutral = None if grey or choice.chroma is None else neutral_pixels(rgba)
         del rgba
         if choice.chroma is not None:
             self.restore_chroma(ycc, choice.chroma, choice.chroma_model, out=ycc[1:])
+        if grey:  # exactly neutral, so that R == G == B after the conversion
+            ycc[1:] = 128.0
+        elif neutral is not None:  # the chroma network never adds colour where there was none
+            ycc[1][neutral] = ycc[2][neutral] = 128.0
         if net is not None:
             self.restore_luma(choice.luma, ycc[0], out=ycc[0])
         rgb = ycbcr_planes_to_rgb_uint8(ycc, alpha)

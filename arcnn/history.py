@@ -20,12 +20,11 @@ al. 2006), without trusting any file tables:
 3. **Evidence.** The summed ratio per block of the best offset is the confidence: on an image
    that was never compressed it is negative (no lattice explains real-valued coefficients better
    than chance), on a JPEG it grows with the number of non-zero coefficients.
-4. **Quality.** The steps found are mapped to the IJG quality whose table fits them best in
-   log-step (weighted by how many coefficients each frequency had), penalising a table *coarser*
-   than the image's steps three times as much as a finer one: a model trained for coarser steps
-   than the image had smooths away real detail, one trained for finer steps only does less. For
-   an IJG-scaled table this is the quality itself; for other tables (cameras, Photoshop,
-   mozjpeg-style encoders, flat tables) it is the IJG quality of comparable strength.
+4. **Quality.** The steps found are mapped to the lowest IJG quality whose table is nowhere
+   coarser than them: a model trained for coarser steps than the image had smooths away real
+   detail, one trained for finer steps only does less. For an IJG-scaled table this is the
+   quality itself; for other tables (cameras, Photoshop, mozjpeg-style encoders, flat tables) it
+   is the strongest IJG quality that is safe for them.
 
 Everything works on a bounded sample of blocks, so the cost does not grow with the image.
 """
@@ -227,6 +226,11 @@ def read_grid(y: np.ndarray, offset: tuple[int, int], max_blocks: int = MAX_BLOC
     return GridReading(offset, steps, total / len(coefficients))
 
 
+MISREAD_SHARE = 0.15
+"""Share of the steps' weight allowed to be finer than the chosen table (:func:`equivalent_quality`):
+in a re-save, a low frequency is sometimes read at the later save's step."""
+
+
 @dataclass(frozen=True)
 class QualityFit:
     """The IJG quality of equal strength for some steps, and whether they are IJG's own."""
@@ -243,31 +247,42 @@ _TABLES = _ijg_tables()
 
 
 def equivalent_quality(steps: dict[int, tuple[int, int]]) -> QualityFit:
-    """The IJG quality (1-100) whose luminance table best fits ``steps`` (frequency -> (step,
-    weight)) in log-step, a coarser table costing three times a finer one (see the module
-    docstring); ``ijg`` when that table matches every step within 5% + 1."""
+    """The IJG quality (1-100) of the strongest table that is nowhere coarser than ``steps``
+    (frequency -> (step, weight)). Steps under half the table's are taken as misread (a re-save's
+    finer step read in place of the first save's) if they hold at most :data:`MISREAD_SHARE` of
+    the weight: one misread step must not decide. ``ijg`` when that table matches every other
+    step within 5% + 1 (the steps are an IJG-scaled table's).
+
+    Nowhere coarser, because a model trained on coarser steps than the image had removes real
+    detail at those frequencies (a flat table of 10s, restored as the IJG quality of equal mean
+    step, lost 4 dB), while one trained on finer steps only does less."""
     freqs = np.array(list(steps), dtype=int)
     found = np.array([steps[f][0] for f in freqs], dtype=np.float64)
     weights = np.array([steps[f][1] for f in freqs], dtype=np.float64)
-    gap = np.log(_TABLES[:, freqs]) - np.log(found)[None, :]
-    cost = (np.where(gap > 0, 3.0, 1.0) * gap ** 2 * weights[None, :]).sum(axis=1)
-    quality = int(np.argmin(cost)) + 1
-    table = _TABLES[quality - 1, freqs]
-    return QualityFit(quality, bool(np.all(np.abs(table - found) <= 0.05 * found + 1)))
+    tables = _TABLES[:, freqs]
+    coarser = tables > found[None, :] + 0.5
+    misread = tables > 2 * found[None, :]  # the step of a later, finer save
+    fits = ~np.any(coarser & ~misread, axis=1) & (misread @ weights <= MISREAD_SHARE * weights.sum())
+    quality = int(np.argmax(fits)) + 1 if fits.any() else 100
+    table, kept = _TABLES[quality - 1, freqs], ~misread[quality - 1]
+    return QualityFit(quality, bool(np.all(np.abs(table - found)[kept] <= 0.05 * found[kept] + 1)))
 
 
 def read_history(pixels: np.ndarray, max_blocks: int = MAX_BLOCKS) -> History:
     """The dominant JPEG compression in ``pixels`` (H x W x 3 RGB or H x W grey, uint8).
 
-    Among the candidate grids with enough evidence, the one read as the lowest quality wins: in
-    a re-saved photo, the earlier, stronger compression is what the artifacts come from.
+    A grid counts when it has enough evidence and a step on at least two of the three lowest AC
+    frequencies, which every JPEG below q95 quantises visibly (a JPEG scaled by two keeps a
+    partial lattice on a few even frequencies: that is not a JPEG grid). Among the grids that
+    count, the one read as the lowest quality wins: in a re-saved photo, the earlier, stronger
+    compression is what the artifacts come from.
     """
     y = luma(np.asarray(pixels))
     if min(y.shape) < 16:
         return History(False, 0.0)
     readings = [read_grid(y, offset, max_blocks) for offset in candidate_offsets(y)]
     best = max(readings, key=lambda r: r.evidence)
-    found = [r for r in readings if r.evidence >= MIN_EVIDENCE and r.steps]
+    found = [r for r in readings if r.evidence >= MIN_EVIDENCE and len(set(r.steps) & set(FREQUENCIES[:SCREEN])) >= 2]
     if not found:
         return History(False, float(best.evidence) if np.isfinite(best.evidence) else 0.0)
     fits = {r.offset: equivalent_quality(r.steps) for r in found}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from arcnn.history import FREQUENCIES, History, equivalent_quality, read_history
+from arcnn.history import History, equivalent_quality, read_history
 
 RESAVE_MARGIN = 5
 """A grid in the pixels overrides the file's IJG tables only when it reads at least this many
@@ -74,13 +74,21 @@ def pixel_history(img: Image.Image) -> History | None:
     return read_history(np.asarray(img.convert("L")))
 
 
-def table_quality(table: list[int], history: History | None) -> int:
-    """The IJG-equivalent quality of a luminance table no IJG quality produces, weighted by how
-    many non-zero coefficients each frequency has in this image where the pixels show it."""
-    counts = {f: 1 for f in FREQUENCIES}
-    if history is not None and history.jpeg and history.offset == (0, 0):
-        counts = {f: max(1, history.counts.get(f, 1)) for f in FREQUENCIES}
-    return equivalent_quality({f: (int(table[f]), counts[f]) for f in FREQUENCIES}).quality
+TABLE_FREQUENCIES = tuple(i for i in range(64) if i // 8 + i % 8 <= 6)
+"""The frequencies of a file's table that its equivalent quality must respect: all but the
+highest diagonals, where photos have almost no non-zero coefficients."""
+
+
+def table_quality(table: list[int]) -> int:
+    """The IJG-equivalent quality of a luminance table no IJG quality produces: the strongest
+    IJG table nowhere coarser than it (:func:`~arcnn.history.equivalent_quality`)."""
+    return equivalent_quality({f: (int(table[f]), 1) for f in TABLE_FREQUENCIES}).quality
+
+
+def _on_same_steps(table: list[int], history: History) -> int:
+    """The quality of the file's table read on the frequencies the pixels showed, so that the two
+    are compared on the same steps (the pixels see only the lowest frequencies)."""
+    return equivalent_quality({f: (int(table[f]), history.counts.get(f, 1)) for f in history.steps}).quality
 
 
 def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
@@ -105,17 +113,14 @@ def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
     file_quality, table = info.get("jpeg_quality"), info.get("jpeg_luma_table")
     found = history is not None and history.jpeg
     chroma = (", 4:2:0" if subsampled else ", 4:4:4") if img.mode not in ("L", "LA", "1", "I;16", "I") else ""
-    if file_quality is not None:
-        if found and history.quality <= file_quality - RESAVE_MARGIN:
+    if table is not None:
+        tables = f"file tables q{file_quality}" if file_quality is not None else "non-IJG file tables"
+        quality = file_quality if file_quality is not None else table_quality(table)
+        if found and history.quality <= _on_same_steps(table, history) - RESAVE_MARGIN:
             return Reading("jpeg", history.quality, subsampled, grey, "pixels",
-                           f"pixels: {pixels}; file tables q{file_quality}{chroma}{tail}")
-        return Reading("jpeg", file_quality, subsampled, grey, "tables", f"estimated q{file_quality}{chroma}{tail}")
-    if table is not None:  # a JPEG whose tables no IJG quality produces
-        quality = table_quality(table, history)
-        if found and history.quality <= quality - RESAVE_MARGIN:
-            return Reading("jpeg", history.quality, subsampled, grey, "pixels",
-                           f"pixels: {pixels}; non-IJG file tables ~q{quality}{chroma}{tail}")
-        return Reading("jpeg", quality, subsampled, grey, "tables", f"non-IJG file tables ~q{quality}{chroma}{tail}")
+                           f"pixels: {pixels}; {tables}{chroma}{tail}")
+        text = f"estimated q{quality}" if file_quality is not None else f"non-IJG file tables ~q{quality}"
+        return Reading("jpeg", quality, subsampled, grey, "tables", f"{text}{chroma}{tail}")
     if found:
         return Reading("jpeg", history.quality, True, grey, "pixels", f"pixels: {pixels}; no JPEG tables{tail}")
     return Reading("none", None, True, grey, "", f"no JPEG tables; pixels: {pixels}{tail}")

@@ -1,0 +1,174 @@
+"""Reading compression history from pixels, file tables and WebP headers (arcnn/history.py,
+arcnn/reading.py, arcnn/webp.py), and the choices and outputs that follow from it."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from arcnn.history import equivalent_quality, read_history
+from arcnn.images import decode_image
+from arcnn.quality import STD_LUMA, scaled_table
+from arcnn.reading import read_input, table_quality
+from arcnn.restoration import Restorer
+from arcnn.webp import equivalent_quality as webp_quality
+from arcnn.webp import quantiser
+
+
+def photo(seed: int = 0, size: tuple[int, int] = (200, 160)) -> Image.Image:
+    """A never-compressed colour picture with photo-like statistics: smooth shapes at several
+    scales (bicubic-enlarged noise), edges, and a little sensor noise."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    layers = [np.asarray(Image.fromarray(rng.integers(0, 256, (h // s, w // s, 3), dtype=np.uint8))
+                         .resize((w, h), Image.BICUBIC), dtype=np.float64) for s in (40, 10, 4)]
+    img = 0.5 * layers[0] + 0.3 * layers[1] + 0.2 * layers[2] + rng.normal(0, 2, (h, w, 3))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def encoded(img: Image.Image, fmt: str = "JPEG", **params) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def jpeg(img: Image.Image, quality: int, **params) -> Image.Image:
+    return Image.open(io.BytesIO(encoded(img, quality=quality, **params))).convert("RGB")
+
+
+def history_of(img: Image.Image):
+    return read_history(np.asarray(img))
+
+
+@pytest.mark.parametrize("quality", [10, 30, 60, 80])
+def test_a_decoded_jpeg_shows_its_quality_and_grid(quality):
+    found = history_of(jpeg(photo(1), quality))
+    assert found.jpeg and found.ijg and found.offset == (0, 0)
+    assert abs(found.quality - quality) <= 2
+
+
+def test_the_grid_is_found_after_a_crop():
+    cropped = jpeg(photo(2), 30).crop((3, 5, 200, 160))  # the grid now starts at row 3, column 5
+    found = history_of(cropped)
+    assert found.jpeg and found.offset == (3, 5) and abs(found.quality - 30) <= 2
+
+
+@pytest.mark.parametrize("shift", [0, 3])
+def test_a_resave_at_higher_quality_reads_as_the_first_save(shift):
+    first = jpeg(photo(3), 30).crop((shift, shift, 200, 160))
+    found = history_of(jpeg(first, 90))
+    assert found.jpeg and abs(found.quality - 30) <= 2
+    assert found.offset == ((8 - shift) % 8, (8 - shift) % 8)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_never_compressed_pictures_show_no_jpeg(seed):
+    assert not history_of(photo(seed)).jpeg
+    assert not history_of(photo(seed).convert("L")).jpeg
+    # nor a down-scaled JPEG (the grid is gone)
+    small = jpeg(photo(seed, (400, 320)), 30).resize((200, 160), Image.BOX)
+    assert not history_of(small).jpeg
+
+
+def test_flat_images_and_tiny_images_are_not_read_as_jpeg():
+    assert not history_of(Image.new("RGB", (64, 64), (40, 90, 200))).jpeg
+    assert not history_of(photo(0).crop((0, 0, 12, 12))).jpeg
+
+
+@pytest.mark.parametrize("quality", [10, 25, 50, 75, 90])
+def test_ijg_tables_map_to_their_own_quality(quality):
+    table = scaled_table(STD_LUMA, quality)
+    fit = equivalent_quality({f: (int(table[f]), 1) for f in range(1, 64)})
+    assert fit.ijg and fit.quality == quality
+
+
+def test_other_tables_map_to_an_ijg_quality_nowhere_coarser():
+    flat = [10] * 64
+    quality = table_quality(flat)
+    strongest = scaled_table(STD_LUMA, quality)
+    assert all(strongest[f] <= 10 for f in range(64) if f // 8 + f % 8 <= 6)
+    assert any(scaled_table(STD_LUMA, quality - 1)[f] > 10 for f in range(64) if f // 8 + f % 8 <= 6)
+
+
+def test_lossy_webp_quantiser_is_read_from_the_header():
+    img = photo(4)
+    values = [quantiser(encoded(img, "WEBP", quality=q)) for q in (10, 40, 70, 95)]
+    assert all(a > b for a, b in zip(values, values[1:]))  # coarser at lower quality
+    assert 0 <= values[-1] and values[0] <= 127
+    assert abs(webp_quality(values[1]) - 40) <= 15
+    assert quantiser(encoded(img, "WEBP", lossless=True)) is None
+    assert quantiser(encoded(img, quality=50)) is None
+    assert quantiser(b"RIFF\x10\x00\x00\x00WEBPVP8 \x04\x00\x00\x00\x00\x00") is None  # truncated
+
+
+def decode(data: bytes) -> Image.Image:
+    return decode_image(data, 10**7)
+
+
+def test_reading_prefers_the_strongest_compression_found():
+    img = photo(5)
+    png_of_jpeg = decode(encoded(jpeg(img, 30), "PNG"))
+    reading = read_input(png_of_jpeg)
+    assert reading.codec == "jpeg" and reading.source == "pixels" and abs(reading.quality - 30) <= 2
+    assert "no JPEG tables" in reading.text and "offset (0,0)" in reading.text
+    resaved = decode(encoded(jpeg(img, 30), quality=90))
+    reading = read_input(resaved)
+    assert reading.source == "pixels" and abs(reading.quality - 30) <= 2 and "file tables q90" in reading.text
+    single = read_input(decode(encoded(img, quality=60)))
+    assert single.source == "tables" and single.quality == 60 and single.text == "estimated q60, 4:2:0"
+    custom = read_input(decode(encoded(img, qtables=[[10] * 64, [10] * 64])))
+    assert custom.source == "tables" and "non-IJG file tables" in custom.text
+    assert read_input(decode(encoded(img, "PNG"))).codec == "none"
+    assumed = read_input(decode(encoded(img, "PNG")), assumed_quality=20)
+    assert assumed.codec == "jpeg" and assumed.quality == 20 and assumed.source == "assumed"
+
+
+@pytest.fixture(scope="module")
+def auto():
+    return Restorer.load("auto", device="cpu", tile=64, precision="fp32")
+
+
+def test_auto_restores_a_png_of_a_jpeg_and_leaves_a_pristine_png_untouched(auto):
+    img = photo(6)
+    choice = auto.choose(decode(encoded(jpeg(img, 30), "PNG")))
+    assert choice.luma == "jpeg-q30" and "pixels: JPEG ~q" in choice.why
+    pristine = decode(encoded(img, "PNG"))
+    assert auto.choose(pristine).label == "passthrough"
+    assert np.array_equal(np.asarray(auto.restore(pristine)), np.asarray(img))
+
+
+def test_input_quality_overrides_what_is_read():
+    strong = Restorer("auto", device="cpu", tile=64, input_quality=10)
+    choice = strong.choose(decode(encoded(photo(7), quality=90)))
+    assert choice.luma == "jpeg-q10" and "assumed q10" in choice.why
+    with pytest.raises(ValueError):
+        Restorer("auto", device="cpu", input_quality=101)
+
+
+def test_lossy_webp_gets_a_webp_model(auto):
+    choice = auto.choose(decode(encoded(photo(8), "WEBP", quality=40)))
+    assert choice.luma.startswith("webp-q") and choice.chroma is None and "WebP quantiser" in choice.why
+
+
+def test_a_grey_photo_in_a_colour_jpeg_stays_exactly_grey(auto):
+    grey = photo(9).convert("L").convert("RGB")
+    decoded = decode(encoded(grey, quality=30))
+    choice = auto.choose(decoded)
+    assert choice.chroma is None and choice.luma == "jpeg-q30" and "grey" in choice.why
+    out = np.asarray(auto.restore(decoded, choice)).astype(int)
+    assert not np.array_equal(out, np.asarray(decoded))  # luma was restored
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+
+
+def test_the_chroma_network_adds_no_colour_where_the_decoded_chroma_is_neutral(auto):
+    img = np.array(photo(10))
+    img[:, :96] = img[:, :96].mean(axis=2, keepdims=True).astype(np.uint8)  # a grey left part
+    decoded = decode(encoded(Image.fromarray(img), quality=20, subsampling=0))
+    choice = auto.choose(decoded)
+    assert choice.chroma is not None  # a colour photo: the chroma network runs
+    before, out = np.asarray(decoded).astype(int), np.asarray(auto.restore(decoded, choice)).astype(int)
+    neutral = (before[..., 0] == before[..., 1]) & (before[..., 1] == before[..., 2])
+    assert neutral.sum() > 1000
+    assert np.array_equal(out[neutral][:, 0], out[neutral][:, 1])
+    assert np.array_equal(out[neutral][:, 1], out[neutral][:, 2])

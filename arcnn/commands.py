@@ -211,6 +211,15 @@ def restore_command(paths: tuple[Path, ...], output: str, model: str, fmt: str |
             sys.stdout.buffer.flush()
 
 
+def sniffed_extension(data: bytes) -> str:
+    """The extension of JPEG, PNG or WebP bytes, from their signature ("" for anything else)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    return ".webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else ""
+
+
 @dataclass
 class RestoreTarget:
     """Where ``arcnn restore`` writes: a folder, one file, or standard output."""
@@ -236,6 +245,8 @@ def restore_target(output: str, paths: tuple[Path, ...], fmt: str | None) -> Res
         if fmt not in (None, implied):
             raise click.UsageError(f"-o {output} is a {implied.upper()} file name, but --format is {fmt}")
         return RestoreTarget(LocalStorage(parse_location(str(as_file.parent))), implied, name=as_file.name)
+    if not as_file.is_dir() and as_file.suffix.lower() in KEEP_FORMATS:
+        raise click.UsageError(f"-o {output} names a file, which takes a single input file; give a folder")
     if as_file.is_file():
         raise click.UsageError(f"-o {output} is a file: give a folder (or, for one input, an image file name)")
     return RestoreTarget(LocalStorage(parse_location(output)), fmt or "png")
@@ -250,8 +261,10 @@ def restore_works(paths: tuple[Path, ...], target: RestoreTarget, spec: JobSpec)
     inputs: list[tuple[str, Storage, ObjectInfo, str]] = []  # relative name, storage, object, shown
     for path in paths:
         if str(path) == "-":
-            stdin = MemoryStorage("stdin", {"stdin": sys.stdin.buffer.read()})
-            inputs.append(("stdin", stdin, next(stdin.list()), "-"))
+            data = sys.stdin.buffer.read()
+            name = "stdin" + sniffed_extension(data)  # so that --format keep keeps its format
+            stdin = MemoryStorage("stdin", {name: data})
+            inputs.append((name, stdin, next(stdin.list()), "-"))
         elif path.is_dir():
             folder = LocalStorage(parse_location(str(path)))
             if not spec.allow_overlap:

@@ -1,0 +1,46 @@
+"""Passthroughs are their own outcome in the worker's adapters too: the Redis job store and
+``arcnn status`` count them apart from restored keys, and so do the Prometheus metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from arcnn.jobs.pipeline import Result, Work
+from arcnn.jobs.spec import JobSpec
+from arcnn.jobs.storage import MemoryStorage
+from worker.commands import _describe
+from worker.jobs import JobStore
+from worker.metrics import IMAGES_PROCESSED, PIXELS_PROCESSED, JobCollector, MetricsObserver
+from worker_support import redis_server  # noqa: F401 (fixture)
+
+
+def test_status_counts_passthroughs_apart(redis_server) -> None:  # noqa: F811
+    store = JobStore.from_url(redis_server.url)
+    job = store.create(JobSpec("s3://b/in", "s3://b/out"))
+    store.batch_sent(job, 0, 3, "k2")
+    for index, outcome in enumerate(("restored", "passed_through", "passed_through")):
+        store.begin(job, 0, index)
+        store.record(job, 0, index, f"k{index}", outcome)
+    store.finish_batch(job, 0)
+    store.listing_done(job)
+    status = store.status(job)
+    assert (status.state, status.done, status.passed_through, status.settled) == ("done", 1, 2, 3)
+    assert "done 1  passed through 2  skipped 0" in _describe(status)
+    assert status.as_dict()["passed_through"] == 2
+    samples = {(s.labels["job_id"], s.labels["state"]): s.value
+               for family in JobCollector(store).collect() for s in family.samples if "state" in s.labels}
+    assert samples[(job, "passed_through")] == 2 and samples[(job, "done")] == 1
+
+
+def test_metrics_label_passthroughs_as_their_own_outcome(tmp_path: Path) -> None:
+    storage = MemoryStorage("m")
+    work = Work(storage, storage, "k.jpg", "", JobSpec("a", "b"))
+
+    def count(outcome: str, model: str) -> float:
+        return IMAGES_PROCESSED.labels(outcome=outcome, model=model)._value.get()
+
+    before = count("passed_through", "passthrough"), count("restored", "passthrough")
+    pixels = PIXELS_PROCESSED.labels(model="passthrough")._value.get()
+    MetricsObserver().finished(Result(work, "passed_through", model="passthrough", pixels=100, written=10), False)
+    assert (count("passed_through", "passthrough"), count("restored", "passthrough")) == (before[0] + 1, before[1])
+    assert PIXELS_PROCESSED.labels(model="passthrough")._value.get() == pixels + 100

@@ -344,9 +344,12 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
     restore = restorer.restore if restorer else None
     if protocol == "paper":
         net = restorer.model(model) if restorer else None
-        result = paper_protocol(net, data_dir, quality, *((restorer.device, restorer.tile) if restorer else ()))
+        with image_bar(data_dir) as bar:
+            result = paper_protocol(net, data_dir, quality, *((restorer.device, restorer.tile) if restorer else ()),
+                                    progress=lambda _: bar.update())
     elif protocol == "color":
-        result = color_protocol(restore, data_dir, quality)
+        with image_bar(data_dir) as bar:
+            result = color_protocol(restore, data_dir, quality, progress=lambda _: bar.update())
     else:
         from tqdm import tqdm
 
@@ -370,6 +373,17 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
         if which in result:
             figures = "  ".join(f"{k} {v:.4f}" for k, v in result[which].items())
             click.echo(f"  {which:9s} {figures}")
+
+
+def image_bar(data_dir: Path):  # noqa: ANN201 (a tqdm bar)
+    """A progress bar over the images of ``data_dir`` on stderr (a protocol runs for minutes);
+    off when stderr is not a terminal, so scripts and ``--json`` see no bar."""
+    from tqdm import tqdm
+
+    from arcnn.images import list_images
+
+    return tqdm(total=len(list_images([data_dir])), desc="images", unit="img", file=sys.stderr,
+                disable=not sys.stderr.isatty())
 
 
 def bucket_table(result: dict) -> str:

@@ -35,15 +35,19 @@ def mean_metrics(rows: Iterable[dict[str, float]]) -> dict[str, float]:
 
 
 def evaluate_planes(model: nn.Module | None, clean: list[np.ndarray], degraded: list[np.ndarray],
-                    device: str = "cpu", tile: int = 0) -> dict[str, dict[str, float]]:
+                    device: str = "cpu", tile: int = 0,
+                    progress: Callable[[int], None] | None = None) -> dict[str, dict[str, float]]:
     """Average metrics of the degraded input and of the restored output against ``clean``, and
-    each restored image's PSNR (``per_image``, in order: a model is judged by its worst too)."""
+    each restored image's PSNR (``per_image``, in order: a model is judged by its worst too).
+    ``progress`` is called with each image's index once it is measured."""
     before, after = [], []
-    for c, d in zip(clean, degraded):
+    for i, (c, d) in enumerate(zip(clean, degraded)):
         before.append(all_metrics(c, d))
         if model is not None:
             restored = to_uint8(restore_plane(model, d, tile=tile, device=device))
             after.append(all_metrics(c, restored))
+        if progress is not None:
+            progress(i)
     result = {"input": mean_metrics(before)}
     if after:
         result["restored"] = mean_metrics(after)
@@ -74,7 +78,7 @@ def evaluate_chroma(model: nn.Module, clean: list[np.ndarray], inputs: list[np.n
 
 
 def paper_protocol(model: nn.Module | None, folder: Path, quality: int, device: str = "cpu",
-                   tile: int = 0) -> dict:
+                   tile: int = 0, progress: Callable[[int], None] | None = None) -> dict:
     clean, degraded = [], []
     for path in list_images([folder]):
         with Image.open(path) as img:
@@ -82,7 +86,7 @@ def paper_protocol(model: nn.Module | None, folder: Path, quality: int, device: 
         clean.append(y)
         degraded.append(np.asarray(codec_roundtrip(Image.fromarray(y), "JPEG", quality=quality)))
     return {"protocol": "paper", "images": len(clean), "quality": quality,
-            **evaluate_planes(model, clean, degraded, device, tile)}
+            **evaluate_planes(model, clean, degraded, device, tile, progress)}
 
 
 def jpeg_bytes(img: Image.Image, quality: int, subsampling: int = 2) -> bytes:
@@ -98,11 +102,12 @@ def decode_as_product(data: bytes) -> Image.Image:
 
 
 def color_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder: Path,
-                   quality: int) -> dict:
+                   quality: int, progress: Callable[[int], None] | None = None) -> dict:
     """RGB JPEG 4:2:0 in; ``restore`` is the product's colour pipeline (None: input only).
-    ``per_image`` is each restored image's RGB PSNR, in order."""
+    ``per_image`` is each restored image's RGB PSNR, in order; ``progress`` is called with each
+    image's index once it is measured."""
     before, after = [], []
-    for path in list_images([folder]):
+    for i, path in enumerate(list_images([folder])):
         with Image.open(path) as img:
             rgb = img.convert("RGB")
         jpeg = decode_as_product(jpeg_bytes(rgb, quality))
@@ -116,6 +121,8 @@ def color_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder:
                 "psnr_rgb": rgb_psnr(ref, arr),
                 "psnr_y": psnr(to_uint8(rgb_to_studio_y(ref)), to_uint8(rgb_to_studio_y(arr))),
             })
+        if progress is not None:
+            progress(i)
     result = {"protocol": "color", "images": len(before), "quality": quality, "input": mean_metrics(before)}
     if after:
         result["restored"] = mean_metrics(after)

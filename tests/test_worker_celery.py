@@ -68,7 +68,7 @@ def test_job_restores_exactly_the_images_under_the_prefix_once(env, worker, buck
         "arcnn-source-size": str(len(jpeg(7))), "arcnn-model": MODEL, "arcnn-job": job_id,
     }
     text = cli(env, "status", job_id).stdout
-    assert f"job {job_id}: done" in text and "total 9  done 9  skipped 0  failed 0" in text
+    assert f"job {job_id}: done" in text and "total 9  done 9  passed through 0  skipped 0  failed 0" in text
     watched = cli(env, "status", job_id, "--watch")
     assert "9/9" in watched.stderr and f"job {job_id}: done" in watched.stdout
     assert cli(env, "status", "nosuchjob", check=False).returncode == 1
@@ -150,7 +150,20 @@ def test_the_job_report_records_what_a_format_cannot_hold(env, worker, bucket) -
 def test_bad_jobs_are_refused_or_failed_not_retried(env, worker, bucket) -> None:  # noqa: F811
     overlap = cli(env, "enqueue", SRC, "--dest", f"{SRC}/restored", check=False)
     assert overlap.returncode == 2 and "overlaps" in overlap.stderr
-    missing = cli(env, "enqueue", "s3://no-such-bucket/x", "--dest", DEST, "--model", MODEL).stdout.strip()
+    refused = cli(env, "enqueue", "s3://no-such-bucket/x", "--dest", DEST, "--model", MODEL, check=False)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr.strip() == "Error: source s3://no-such-bucket/x/: bucket 'no-such-bucket' does not exist"
+    # a source bucket deleted after enqueue: the job fails at its listing, once
+    from worker.app import QUEUE, app, configure
+    from arcnn.jobs.spec import JobSpec
+    from worker.jobs import JobStore
+    from worker.redelivery import task_id
+    from worker.settings import WorkerSettings
+
+    configure(WorkerSettings(broker_url=env["ARCNN_BROKER_URL"]))
+    app._after_fork()  # drop connections pooled for another test module's broker
+    missing = JobStore.from_url(env["ARCNN_BROKER_URL"]).create(JobSpec("s3://no-such-bucket/x", DEST, model=MODEL))
+    app.send_task("arcnn.list_job", args=[missing, 0], queue=QUEUE, task_id=task_id(missing, "l0"))
     status = wait_job(env["ARCNN_BROKER_URL"], missing)
     assert status["state"] == "failed" and "NoSuchBucket" in status["error"]
     assert cli(env, "status", missing, check=False).returncode == 1
@@ -179,6 +192,33 @@ def test_no_pickle_on_the_wire_and_poison_messages_do_not_loop(env, worker, buck
     assert client.llen("arcnn") == 0 and client.hlen("unacked") == 0
     bucket.put("in/after.jpg", jpeg(1))
     assert wait_job(env["ARCNN_BROKER_URL"], enqueue(env))["done"] == 1  # the worker is fine
+
+
+def test_poison_batch_numbers_and_finished_jobs_are_dropped_not_retried(env, worker, bucket, redis_server) -> None:  # noqa: F811
+    """Batch -1 (a Redis error, once retried forever and multiplied), 2**32-1 (a 512 MiB bitmap),
+    a finished batch and a batch the job never sent (which once made a done job count 2 of 1):
+    each is received once, dropped, and the finished job's counts do not move."""
+    from worker.app import app, configure
+    from worker.settings import WorkerSettings
+
+    bucket.put("in/a.jpg", jpeg(1))
+    job_id = enqueue(env)
+    before = wait_job(env["ARCNN_BROKER_URL"], job_id)
+    assert (before["state"], before["total"], before["done"]) == ("done", 1, 1)
+    configure(WorkerSettings(broker_url=env["ARCNN_BROKER_URL"]))
+    app._after_fork()
+    poison = {"poison-minus-1": -1, "poison-2-32": 2**32 - 1, "poison-finished": 0, "poison-unsent": 1,
+              "poison-not-an-int": "1"}
+    for task_id, batch_no in poison.items():
+        app.send_task("arcnn.restore_batch", args=[job_id, batch_no, [["in/a.jpg", "etag"]]], task_id=task_id)
+    wait_for(lambda: all(f"[{t}] succeeded" in worker.log() for t in poison), 60, what="every poison message handled")
+    log = worker.log()
+    assert all(log.count(f"restore_batch[{t}] received") == 1 for t in poison), log[-3000:]
+    client = redis_server.client()
+    assert (client.strlen(f"arcnn:job:{job_id}:batches") or 0) < 8
+    after = status_json(env, job_id)
+    assert {k: after[k] for k in ("state", "total", "done", "skipped", "failed")} == \
+        {k: before[k] for k in ("state", "total", "done", "skipped", "failed")}
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple], float]:

@@ -110,3 +110,15 @@ def test_a_missing_destination_bucket_is_one_error_up_front(env, worker, bucket)
     status = wait_job(env["ARCNN_BROKER_URL"], job_id, workers=(worker,))
     assert status["state"] == "failed" and "does not exist" in status["error"]
     assert (status["total"], status["failed"]) == (0, 0)
+
+
+def test_missing_credentials_are_one_line_from_run_and_enqueue(env, bucket) -> None:  # noqa: F811
+    """boto3 raises NoCredentialsError before any request: a 76-line traceback, once."""
+    bare = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    bare.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+                AWS_DEFAULT_REGION="us-east-1")
+    for command in ("run", "enqueue"):
+        result = cli(bare, command, f"s3://{BUCKET}/in", "--dest", f"s3://{BUCKET}/out", "--model", MODEL, check=False)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "Unable to locate credentials" in result.stderr and "AWS_ACCESS_KEY_ID" in result.stderr

@@ -6,7 +6,9 @@ short ``ARCNN_VISIBILITY_TIMEOUT`` so that redelivery happens within seconds.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 from worker_support import (  # noqa: F401 (fixtures)
     BUCKET, MODEL, RedisServer, base_env, bucket, cli, jpeg, s3, wait_for, wait_job, workers,
 )
+from arcnn.jobs.spec import JobSpec
 from worker.jobs import JobStore
 
 VISIBILITY = 4
@@ -114,3 +117,94 @@ def test_a_key_that_kills_its_worker_is_failed_as_poison_not_retried_forever(buc
     assert (status["state"], status["total"], status["done"], status["failed"]) == ("done", 4, 3, 1)
     assert status["failed_keys"]["in/z-killer.jpg"]["reason"] == "poison"
     assert bucket.keys("out/") == ["out/a0.png", "out/a1.png", "out/a2.png"]
+
+
+def test_redis_restart_during_a_one_batch_job_leaves_the_worker_up_for_the_next_job(
+        bucket, redis_for_test, workers) -> None:  # noqa: F811
+    """One batch in flight across the restart: the worker reconnects, acknowledges it, and
+    takes the next job (kombu's ack through the old channel used to kill it with exit 0)."""
+    n = 13
+    for i in range(n):
+        bucket.put(f"in/{i:03d}.jpg", jpeg(i, width=256, height=256))
+    env = base_env(redis_for_test.url, bucket.url, ARCNN_VISIBILITY_TIMEOUT=str(VISIBILITY),
+                   ARCNN_LIST_BATCH="100")
+    worker = workers(env).wait_ready()
+    job_id = _enqueue(env)
+    wait_for(lambda: _progress(redis_for_test.url, job_id) >= 1, 120, 0.05, "job under way")
+    redis_for_test.stop()
+    time.sleep(2)
+    redis_for_test.start()
+    status = wait_job(redis_for_test.url, job_id, timeout=240, workers=(worker,))
+    assert (status["state"], status["total"], status["done"]) == ("done", n, n)
+    assert "Connection to broker lost" in worker.log()  # it really was cut off mid-batch
+    second = _enqueue(env, dest="again")
+    status = wait_job(redis_for_test.url, second, timeout=240, workers=(worker,))
+    assert (status["state"], status["done"]) == ("done", n)
+    assert worker.process.poll() is None, worker.log()[-3000:]
+    assert "Unrecoverable error" not in worker.log()
+
+
+def test_a_message_swallowed_by_a_stopped_then_killed_worker_is_sent_again(bucket, redis_for_test, workers) -> None:  # noqa: F811
+    """The issue's reproduction: an idle worker is SIGSTOPped with its BRPOP pending, so Redis
+    hands it the job's listing message, which it never records as unacknowledged; it is then
+    SIGKILLed. The message is in neither the queue nor ``unacked``: only the redelivery sweep
+    of the next worker can bring it back (before, the job stayed ``listing`` forever)."""
+    n = 5
+    for i in range(n):
+        bucket.put(f"in/{i:03d}.jpg", jpeg(i))
+    env = base_env(redis_for_test.url, bucket.url, ARCNN_REDELIVER_AFTER="3")
+    victim = workers(env).wait_ready()
+    os.kill(victim.process.pid, signal.SIGSTOP)
+    job_id = _enqueue(env)
+    client = redis_for_test.client()
+    wait_for(lambda: client.llen("arcnn") == 0, 30, 0.05, "the stopped worker's BRPOP taking the message")
+    assert client.hlen("unacked") == 0  # taken, and recorded nowhere
+    victim.kill()
+    survivor = workers(env).wait_ready()
+    status = wait_job(redis_for_test.url, job_id, timeout=120, workers=(survivor,))
+    assert (status["state"], status["total"], status["done"], status["failed"]) == ("done", n, n, 0)
+    assert "sending it again" in survivor.log()
+
+
+def test_a_batch_lost_off_the_queue_is_sent_again_and_counts_stay_exact(tmp_path: Path, redis_for_test, workers) -> None:
+    """A batch message popped by a worker that died before recording it (here: popped by the
+    test) is sent again by the sweep; the job finishes with every key counted once."""
+    from worker import tasks
+    from worker.app import QUEUE, app, configure
+    from worker.engine import worker_pipeline
+    from worker.settings import WorkerSettings
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    n = 10
+    for i in range(n):
+        (src / f"{i:03d}.jpg").write_bytes(jpeg(i))
+    settings = WorkerSettings(broker_url=redis_for_test.url, list_batch=4, device="cpu")
+    configure(settings)
+    app._after_fork()  # drop connections pooled for another test's broker
+    runtime = tasks.Runtime(settings, worker_pipeline(settings))
+    job_id = runtime.store.create(JobSpec(str(src), str(dest), model=MODEL))
+    runtime.list_chunk(job_id, 0)  # the listing, in this process: three batches queued
+    client = redis_for_test.client()
+    assert client.llen(QUEUE) == 3
+    client.rpop(QUEUE)  # the next message a worker would take: gone with its worker
+    worker = workers(base_env(redis_for_test.url, "http://127.0.0.1:9", ARCNN_REDELIVER_AFTER="3")).wait_ready()
+    status = wait_job(redis_for_test.url, job_id, timeout=120, workers=(worker,))
+    assert (status["state"], status["total"], status["done"], status["skipped"], status["failed"]) == \
+        ("done", n, n, 0, 0)
+    assert sorted(p.name for p in dest.glob("*.png")) == [f"{i:03d}.png" for i in range(n)]
+    assert "message b0 (arcnn.restore_batch) is neither queued nor being run" in worker.log()
+
+
+def test_garbage_on_the_queue_is_dropped_and_the_worker_goes_on(bucket, redis_for_test, workers) -> None:  # noqa: F811
+    env = base_env(redis_for_test.url, bucket.url)
+    worker = workers(env).wait_ready()
+    client = redis_for_test.client()
+    for garbage in ("not a message {", "[1, 2]", "\x00\xff"):
+        client.lpush("arcnn", garbage)
+    wait_for(lambda: client.llen("arcnn") == 0, 30, 0.05, "the garbage taken off the queue")
+    bucket.put("in/a.jpg", jpeg(1))
+    status = wait_job(redis_for_test.url, _enqueue(env), timeout=120, workers=(worker,))
+    assert (status["state"], status["done"]) == ("done", 1)
+    assert worker.process.poll() is None and "Unrecoverable error" not in worker.log()
+    assert worker.log().count("dropped a queue item that is not a message") == 3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -104,9 +106,9 @@ def test_job_counts_are_exact_under_redelivery(redis_server) -> None:  # noqa: F
     """A batch processed twice (worker lost after some records) counts each key once."""
     store = JobStore.from_url(redis_server.url)
     job = store.create(JobSpec("s3://b/in", "s3://b/out"))
-    assert store.batch_sent(job, 0, 3, "k2") and not store.batch_sent(job, 0, 3, "k2")  # resent
-    assert store.batch_sent(job, 1, 1, "k3")
-    store.listing_done(job)
+    assert store.batch_sent(job, 0, 3, "k2", "[]") and not store.batch_sent(job, 0, 3, "k2", "[]")  # resent
+    assert store.batch_sent(job, 1, 1, "k3", "[]")
+    store.listing_done(job, 0)
     # first delivery: two keys recorded, then the worker dies
     assert store.begin(job, 0, 0) == 1 and store.record(job, 0, 0, "k0", "restored")
     assert store.begin(job, 0, 1) == 1 and store.record(job, 0, 1, "k1", "failed", "bad_image", "x")
@@ -129,7 +131,7 @@ def test_job_counts_are_exact_under_redelivery(redis_server) -> None:  # noqa: F
 def test_empty_job_is_done_when_listing_ends(redis_server) -> None:  # noqa: F811
     store = JobStore.from_url(redis_server.url)
     job = store.create(JobSpec("s3://b/in", "s3://b/out"))
-    store.listing_done(job)
+    store.listing_done(job, 0)
     assert store.status(job).state == "done" and store.status(job).progress == 1.0
     # it says why nothing happened, in `arcnn status` and in the JSON job report
     from worker.commands import _describe
@@ -184,7 +186,7 @@ def test_queue_depth_and_job_progress_are_read_from_redis(redis_server) -> None:
     client.rpush("depth-test", "a", "b", "c")
     store = JobStore.from_url(redis_server.url)
     job = store.create(JobSpec("s3://b/in", "s3://b/out"))
-    store.batch_sent(job, 0, 4, "k3")
+    store.batch_sent(job, 0, 4, "k3", "[]")
     store.begin(job, 0, 0)
     store.record(job, 0, 0, "k0", "restored")
     families = {f.name: f for f in [*QueueCollector(client, ["depth-test"]).collect(),
@@ -323,8 +325,8 @@ def test_nothing_a_job_leaves_in_redis_lives_forever(redis_server) -> None:  # n
     store = JobStore.from_url(redis_server.url)
     job_id = store.create(JobSpec("s3://b/in", "s3://b/out"))
     assert client.zscore(JOBS_INDEX, "ancient") is None  # trimmed when a job is created
-    store.batch_sent(job_id, 0, 2, "in/b.jpg")
-    store.batch_sent(job_id, 1, 1, "in/c.jpg")
+    store.batch_sent(job_id, 0, 2, "in/b.jpg", "[]")
+    store.batch_sent(job_id, 1, 1, "in/c.jpg", "[]")
     store.begin(job_id, 0, 0)
     store.record(job_id, 0, 0, "in/a.jpg", "failed", "bad_image", "corrupt")
     store.begin(job_id, 0, 1)
@@ -341,7 +343,110 @@ def test_nothing_a_job_leaves_in_redis_lives_forever(redis_server) -> None:  # n
     assert all(0 < ttl <= JOB_MAX_AGE_SECONDS for ttl in stalled.values()), stalled
     store.record(job_id, 1, 0, "in/c.jpg", "skipped")
     store.finish_batch(job_id, 1)
-    store.listing_done(job_id)
+    store.listing_done(job_id, 0)
     assert store.status(job_id).state == "done"
     done = ttls()
     assert all(0 < ttl <= JOB_TTL_SECONDS for key, ttl in done.items() if key != JOBS_INDEX), done
+
+
+def test_the_sweep_sends_again_only_what_is_nowhere_for_the_whole_delay(redis_server) -> None:  # noqa: F811
+    """A recorded message is sent again when neither the queue nor ``unacked`` has held it for
+    ``redeliver_after`` seconds; one that is queued, unacknowledged or finished is left alone."""
+    import json
+
+    from worker.jobs import ACTIVE_JOBS, message
+    from worker.redelivery import sweep, task_id
+
+    client = redis_server.client()
+    client.delete("sweep-q", "unacked", ACTIVE_JOBS)  # other tests' jobs are not this one's business
+    store = JobStore.from_url(redis_server.url)
+    job = store.create(JobSpec("s3://b/in", "s3://b/out"))
+    for n in range(4):
+        assert store.batch_sent(job, n, 1, f"k{n}", message("arcnn.restore_batch", [job, n, [[f"k{n}", "e"]]]))
+    store.finish_batch(job, 3)
+
+    def envelope(name: str) -> str:
+        return json.dumps({"body": "", "headers": {"id": task_id(job, name), "task": "t"}, "properties": {}})
+
+    client.lpush("sweep-q", envelope("l0"), envelope("b0"), "not json {")  # queued
+    client.hset("unacked", "tag", json.dumps([json.loads(envelope("b1")), "", "sweep-q"]))  # being run
+    sent: list[tuple[str, list, str]] = []
+
+    def send(task: str, args: list, tid: str) -> None:
+        sent.append((task, args, tid))
+
+    assert sweep(store, "sweep-q", send, redeliver_after=30, now=1000.0) == 0  # b2 first seen missing
+    assert sweep(store, "sweep-q", send, redeliver_after=30, now=1029.0) == 0  # not yet for 30 s
+    assert sweep(store, "sweep-q", send, redeliver_after=30, now=1030.0) == 1
+    [(task, args, tid)] = sent
+    assert (task, args) == ("arcnn.restore_batch", [job, 2, [["k2", "e"]]]) and tid.startswith(f"arcnn-{job}-b2-")
+    # once queued again it is present, and a message seen again is no longer counted as missing
+    client.lpush("sweep-q", envelope("b2"))
+    assert sweep(store, "sweep-q", send, redeliver_after=30, now=2000.0) == 0
+    assert store.sent(job)[1] == {}
+    client.delete("sweep-q", "unacked")
+    assert sweep(store, "sweep-q", send, redeliver_after=30, now=3000.0) == 0  # missing again: restart the clock
+    assert set(store.sent(job)[1]) == {"l0", "b0", "b1", "b2"}
+    store.cancel(job)
+    assert sweep(store, "sweep-q", send, redeliver_after=30, now=9000.0) == 0  # an ended job is left alone
+    assert len(sent) == 1
+
+
+def test_only_batches_a_job_sent_are_accepted(redis_server) -> None:  # noqa: F811
+    """Poison batch numbers and messages naming ended or unknown jobs change nothing: no count,
+    no key created (a job key without expiry), no 512 MiB bitmap for batch 2**32-1."""
+    client = redis_server.client()
+    store = JobStore.from_url(redis_server.url)
+    job = store.create(JobSpec("s3://b/in", "s3://b/out"))
+    assert store.batch_sent(job, 0, 1, "k0", "[]")
+    for batch_no in (-1, 1, 2**32 - 1, 2**40):
+        assert store.open_batch(job, batch_no) == -2
+        assert store.begin(job, batch_no, 0) == -2
+        assert not store.record(job, batch_no, 0, "k", "restored")
+        assert not store.finish_batch(job, batch_no)
+    assert (client.strlen(f"arcnn:job:{job}:batches") or 0) < 8
+    assert store.begin(job, 0, 0) == 1 and store.record(job, 0, 0, "k0", "restored")
+    assert store.finish_batch(job, 0)
+    store.listing_done(job, 0)
+    assert store.status(job).state == "done"
+    # a finished job is immutable: its batch is settled and nothing is counted again
+    assert store.open_batch(job, 0) == -1 and store.begin(job, 0, 0) == -1
+    assert not store.record(job, 0, 0, "k0", "failed", "bad_image", "x")
+    status = store.status(job)
+    assert (status.total, status.done, status.failed) == (1, 1, 0)
+    # a job that does not exist (Redis restarted without persistence) is not recreated
+    assert store.begin("0123456789ab", 0, 0) == -2
+    assert not store.record("0123456789ab", 0, 0, "k", "restored")
+    assert not store.finish_batch("0123456789ab", 0)
+    assert not client.keys("arcnn:job:0123456789ab*")
+
+
+def test_a_worker_that_celery_stops_with_an_error_exits_non_zero(redis_server, monkeypatch) -> None:  # noqa: F811
+    """Celery returns 1 after "Unrecoverable error"; `arcnn worker` used to drop it and exit 0,
+    so `restart: on-failure` never brought the worker back."""
+    from click.testing import CliRunner
+
+    from worker import commands
+    from worker.app import app
+
+    monkeypatch.setattr(app, "start", lambda argv=None: 1)
+    result = CliRunner().invoke(commands.worker, ["--device", "cpu", "--metrics-port", "0"],
+                                env={"ARCNN_BROKER_URL": redis_server.url})
+    assert result.exit_code == 1, result.output
+
+
+def test_broker_urls_are_checked_and_printed_without_their_password(tmp_path: Path) -> None:
+    from worker.commands import masked
+
+    assert masked("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
+    assert masked("redis://h:6379/0?password=s3cret&db=1") == "redis://h:6379/0?password=***&db=1"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCNN_", "AWS_"))}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    arcnn = str(Path(sys.executable).with_name("arcnn"))
+    for url, expected in (("redis://127.0.0.1:9/0?password=s3cret", "password=***"),
+                          ("http://127.0.0.1:9/0", "must be a redis:// or rediss:// URL")):
+        result = subprocess.run([arcnn, "status", "abc"], env={**env, "ARCNN_BROKER_URL": url},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and expected in result.stderr, result.stderr
+        assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

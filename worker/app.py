@@ -10,6 +10,8 @@
 - ``worker_prefetch_multiplier=1``: a worker reserves only what it runs, so a dying worker strands
   little and idle workers are not starved.
 - Broker connection retries forever: when Redis restarts, workers wait and reconnect.
+- ``broker_transport``: kombu's Redis transport with :mod:`worker.broker`'s hardening (garbage
+  on the queue is dropped, an ack through a channel closed by a Redis restart is skipped).
 
 Workers use the ``threads`` pool in a single process (see :mod:`worker.commands`): the process
 holds the models once, CUDA is never forked, and metrics stay in one in-process registry.
@@ -31,6 +33,7 @@ def configure(settings: WorkerSettings) -> Celery:
     """Apply ``settings`` to the app; called by every command before it talks to the broker."""
     app.conf.update(
         broker_url=settings.broker_url,
+        broker_transport="worker.broker:Transport",
         broker_connection_retry=True,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from arcnn.errors import ArcnnError
 from arcnn.jobs.locations import Location
 from arcnn.jobs.spec import FORMATS, JobSpec, SpecError
 from arcnn.settings import PRECISIONS
-from worker.jobs import TERMINAL, JobStatus, JobStore
+from worker.jobs import LIST_TASK, TERMINAL, JobStatus, JobStore
 from worker.settings import WorkerSettings
 
 
@@ -71,15 +72,17 @@ def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include:
     however large the prefix is. Follow it with `arcnn status JOB --watch`.
     """
     from worker.app import QUEUE, configure
+    from worker.redelivery import task_id
 
-    spec, _, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
+    spec, src_location, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
     settings = settings_from_env()
     store = reachable_store(settings.broker_url)
+    _check_source(src_location, settings)
     _check_destination(dest_location, settings)
     app = configure(settings)
     job_id = store.create(spec)
     # By name: importing worker.tasks would import torch (seconds) for one message.
-    app.send_task("arcnn.list_job", args=[job_id, 0], queue=QUEUE)
+    app.send_task(LIST_TASK, args=[job_id, 0], queue=QUEUE, task_id=task_id(job_id, "l0"))
     click.echo(job_id)
 
 
@@ -102,13 +105,28 @@ def _check_destination(location: Location, settings: WorkerSettings) -> None:
         raise click.ClickException(str(error)) from None
 
 
+def _check_source(location: Location, settings: WorkerSettings) -> None:
+    """One line and exit 1 when SRC is in a bucket that does not exist: a queued job would only
+    fail later, at its first listing, out of sight of whoever typed the command."""
+    from worker.storage import open_storage
+
+    if location.scheme != "s3":
+        return
+    try:
+        open_storage(location, settings).check()
+    except ArcnnError as error:
+        raise click.ClickException(f"source {location}: {error}") from None
+
+
 def masked(url: str) -> str:
-    """A broker URL fit to print: its password replaced by ***."""
+    """A broker URL fit to print: its password, in the user part or as ``?password=``, as ***."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = "&".join(f"{name}=***" if name.lower() == "password" else f"{name}={value}" if sep else name
+                     for name, sep, value in (item.partition("=") for item in parts.query.split("&") if item))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def reachable_store(url: str) -> JobStore:
@@ -204,12 +222,15 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
     from worker import metrics
     from worker.app import QUEUE, configure
     from worker.engine import worker_pipeline
+    from worker.redelivery import Sweeper
     from worker.tasks import Runtime, install
 
     settings = overridden(settings_from_env(), device=device, precision=precision)
     app = configure(settings)
     runtime = Runtime(settings, worker_pipeline(settings, metrics.MetricsObserver()))
     install(runtime)
+    Sweeper(runtime.store, QUEUE, lambda task, args, tid: app.send_task(task, args=args, task_id=tid, queue=QUEUE),
+            settings.redeliver_after, owner=f"{socket.gethostname()}:{os.getpid()}").start()
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
         try:
@@ -220,11 +241,13 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
                 f"cannot serve metrics on {settings.metrics_addr}:{port} ({error.strerror}): another worker "
                 "on this host has it? Give each worker its own ARCNN_METRICS_PORT (or --metrics-port; 0 "
                 "turns metrics off)") from None
-    app.worker_main([
+    # app.start, not app.worker_main: worker_main drops the exit code, so a worker stopped by an
+    # unrecoverable error exited 0 and `restart: on-failure` policies never brought it back.
+    sys.exit(app.start([
         "worker", "--pool=threads", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
         "--queues", QUEUE, "--hostname", f"arcnn-{os.getpid()}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ])
+    ]) or 0)
 
 
 @click.command()

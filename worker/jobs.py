@@ -3,7 +3,8 @@
 States: ``listing`` (keys still streaming into the queue; batches may already be running),
 ``running`` (listing finished, batches outstanding), ``done`` (every listed key has an outcome),
 ``failed`` (the job itself could not proceed, e.g. the source does not exist; per-key failures
-do not fail the job, they are counted and listed).
+do not fail the job, they are counted and listed), ``cancelled`` (``arcnn cancel``: its queued
+work is skipped). The last three are final: nothing changes a finished job's counts.
 
 Counts stay exact although delivery is at-least-once (a killed worker's batch is redelivered and
 partly redone): every key is identified by (batch number, index in batch), and each change is a
@@ -14,8 +15,14 @@ finished batch collapses to one bit, so memory does not grow with the size of th
 Keys (``{j}`` is ``arcnn:job:<id>``): ``{j}`` hash (spec, state, counters), ``{j}:failed`` hash
 (key -> JSON reason), ``{j}:warnings`` hash (key -> what its output gave up; the first
 :data:`WARNINGS_KEPT`, all of them counted), ``{j}:batches`` bitmap (finished batches), ``{j}:b:<n>`` set (recorded
-indices of open batch n), ``{j}:attempts`` hash (starts of unfinished keys, for poison detection);
-``arcnn:jobs`` sorted set of job ids by creation time.
+indices of open batch n), ``{j}:attempts`` hash (starts of unfinished keys, for poison detection),
+``{j}:sent`` hash (every message of the job sent and not yet finished: ``b<n>`` batch n, ``l<n>``
+the listing chunk from batch n; what :mod:`worker.redelivery` sends again when one is lost),
+``{j}:missing`` hash (when the redelivery sweep first saw a sent message nowhere in Redis);
+``arcnn:jobs`` sorted set of job ids by creation time; ``arcnn:jobs:active`` set of unfinished jobs.
+
+Only messages the job sent are accepted: a batch number outside ``0 <= n < batches_sent``, or a
+message naming a job that no longer exists or has ended, changes nothing (and creates no key).
 
 Nothing a job leaves in Redis lives forever: a finished or failed job's keys expire
 :data:`JOB_TTL_SECONDS` after it ends, every key a job creates carries :data:`JOB_MAX_AGE_SECONDS`
@@ -38,6 +45,11 @@ from redis.retry import Retry
 from arcnn.jobs.spec import JobSpec
 
 JOBS_INDEX = "arcnn:jobs"
+LIST_TASK = "arcnn.list_job"
+RESTORE_TASK = "arcnn.restore_batch"
+"""Task names (:mod:`worker.tasks`), as the job store records the messages it keeps."""
+ACTIVE_JOBS = "arcnn:jobs:active"
+"""Unfinished jobs, for the redelivery sweep; ended jobs are dropped from it as it meets them."""
 JOB_TTL_SECONDS = 7 * 24 * 3600
 """Finished jobs (and their failed-key lists) are kept this long, then Redis drops them."""
 JOB_MAX_AGE_SECONDS = 30 * 24 * 3600
@@ -48,7 +60,7 @@ COUNTER_OF = {"restored": "done", "passed_through": "passed_through", "skipped":
 """Outcome of one key (:data:`arcnn.jobs.spec.OUTCOMES`) -> job counter (``done`` counts
 images a model restored, ``passed_through`` those no model was applied to)."""
 
-TERMINAL = ("done", "failed")
+TERMINAL = ("done", "failed", "cancelled")
 
 WARNINGS_KEPT = 1000
 """Warned keys whose text is kept per job (all are counted): a job writing a million RGBA PNGs
@@ -108,14 +120,31 @@ class JobStatus:
 
 
 _BATCH_SENT = """
--- KEYS: job. ARGV: batch_no, n_keys, cursor. Count a sent batch once (listing may be redone).
+-- KEYS: job, sent. ARGV: batch_no, n_keys, cursor, message JSON, max age.
+-- Count a sent batch once (listing may be redone) and keep its message until it is finished.
 if tonumber(redis.call('HGET', KEYS[1], 'batches_sent') or '0') ~= tonumber(ARGV[1]) then
   return 0
 end
 redis.call('HINCRBY', KEYS[1], 'batches_sent', 1)
 redis.call('HINCRBY', KEYS[1], 'total', ARGV[2])
 redis.call('HSET', KEYS[1], 'list_cursor', ARGV[3])
+redis.call('HSET', KEYS[2], 'b' .. ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
 return 1
+"""
+
+_OPEN_BATCH = """
+-- A message's batch: -2 if it is not one the job sent (or the job is gone), -1 if there is
+-- nothing left to do (the batch is finished or the job has ended), else 0.
+local function open_batch(job, batches, batch_no)
+  local h = redis.call('HMGET', job, 'state', 'batches_sent')
+  if not h[1] then return -2 end
+  local n = tonumber(batch_no)
+  if not n or n < 0 or n >= tonumber(h[2] or '0') or n ~= math.floor(n) then return -2 end
+  if h[1] == 'done' or h[1] == 'failed' or h[1] == 'cancelled' then return -1 end
+  if redis.call('GETBIT', batches, n) == 1 then return -1 end
+  return 0
+end
 """
 
 _MAYBE_DONE = """
@@ -129,7 +158,10 @@ end
 """
 
 _LISTING_DONE = _MAYBE_DONE + """
--- KEYS: job, failed, batches, attempts, warnings. ARGV: now, ttl.
+-- KEYS: job, failed, batches, attempts, warnings, sent, missing. ARGV: now, ttl, chunk's first batch.
+if not redis.call('HGET', KEYS[1], 'state') then return end
+redis.call('HDEL', KEYS[6], 'l' .. ARGV[3])
+redis.call('HDEL', KEYS[7], 'l' .. ARGV[3])
 redis.call('HSET', KEYS[1], 'listing_done', '1')
 if redis.call('HGET', KEYS[1], 'state') == 'listing' then
   redis.call('HSET', KEYS[1], 'state', 'running')
@@ -137,10 +169,12 @@ end
 maybe_done(KEYS[1], ARGV[1], ARGV[2], KEYS)
 """
 
-_BEGIN = """
+_BEGIN = _OPEN_BATCH + """
 -- KEYS: job, batch set, batches bitmap, attempts. ARGV: batch_no, index, now, max age.
--- Returns -1 if the key already has an outcome, else how many times it has been started.
-if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return -1 end
+-- Returns -2 for a batch the job never sent, -1 if the key already has an outcome (or the job
+-- has ended), else how many times it has been started.
+local open = open_batch(KEYS[1], KEYS[3], ARGV[1])
+if open < 0 then return open end
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return -1 end
 redis.call('HSETNX', KEYS[1], 'started', ARGV[3])
 local starts = redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':' .. ARGV[2], 1)
@@ -148,12 +182,12 @@ redis.call('EXPIRE', KEYS[4], ARGV[4])
 return starts
 """
 
-_RECORD = """
+_RECORD = _OPEN_BATCH + """
 -- KEYS: job, batch set, batches bitmap, attempts, failed, warnings.
 -- ARGV: batch_no, index, counter, key, failure JSON ('' unless failed), warning, warnings kept,
 --       max age.
 -- Returns 1 if this was the key's first outcome (and was counted), else 0.
-if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return 0 end
+if open_batch(KEYS[1], KEYS[3], ARGV[1]) < 0 then return 0 end
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('HDEL', KEYS[4], ARGV[1] .. ':' .. ARGV[2])
@@ -172,15 +206,47 @@ end
 return 1
 """
 
-_FINISH_BATCH = _MAYBE_DONE + """
--- KEYS: job, failed, batches, attempts, warnings, batch set. ARGV: batch_no, now, ttl, max age.
-if redis.call('SETBIT', KEYS[3], ARGV[1], 1) == 1 then return 0 end
+_FINISH_BATCH = _MAYBE_DONE + _OPEN_BATCH + """
+-- KEYS: job, failed, batches, attempts, warnings, sent, missing, batch set.
+-- ARGV: batch_no, now, ttl, max age.
+if open_batch(KEYS[1], KEYS[3], ARGV[1]) < 0 then return 0 end
+redis.call('SETBIT', KEYS[3], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[3], ARGV[4])
-redis.call('DEL', KEYS[6])
+redis.call('DEL', KEYS[8])
+redis.call('HDEL', KEYS[6], 'b' .. ARGV[1])
+redis.call('HDEL', KEYS[7], 'b' .. ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'batches_finished', 1)
-maybe_done(KEYS[1], ARGV[2], ARGV[3], {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]})
+maybe_done(KEYS[1], ARGV[2], ARGV[3], {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]})
 return 1
 """
+
+_CONTINUED = """
+-- KEYS: job, sent. ARGV: this chunk's first batch, the continuation's, its message JSON, max age.
+-- The listing hands over: the continuation is recorded as sent before it is queued.
+if not redis.call('HGET', KEYS[1], 'state') then return 0 end
+redis.call('HSET', KEYS[1], 'list_next', ARGV[2])
+redis.call('HSET', KEYS[2], 'l' .. ARGV[2], ARGV[3])
+redis.call('HDEL', KEYS[2], 'l' .. ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
+_END = """
+-- KEYS: the job's keys (job first). ARGV: state, error, now, ttl.
+-- End an unfinished job (failed, cancelled); an ended or unknown job is left as it is.
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'done' or state == 'failed' or state == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[3])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
+for _, k in ipairs(KEYS) do redis.call('EXPIRE', k, ARGV[4]) end
+return 1
+"""
+
+
+def message(task: str, args: list) -> str:
+    """A sent message as the job store keeps it (JSON ``[task name, args]``) until it is finished."""
+    return json.dumps([task, args])
 
 
 def connect(url: str) -> redis.Redis:
@@ -206,6 +272,9 @@ class JobStore:
         self._begin = client.register_script(_BEGIN)
         self._record = client.register_script(_RECORD)
         self._finish_batch = client.register_script(_FINISH_BATCH)
+        self._continued = client.register_script(_CONTINUED)
+        self._open = client.register_script(_OPEN_BATCH + "return open_batch(KEYS[1], KEYS[3], ARGV[1])")
+        self._end = client.register_script(_END)
 
     @classmethod
     def from_url(cls, url: str) -> JobStore:
@@ -216,9 +285,12 @@ class JobStore:
         return f"arcnn:job:{job_id}{suffix}"
 
     def _keys(self, job_id: str) -> list[str]:
-        return [self._key(job_id, s) for s in ("", ":failed", ":batches", ":attempts", ":warnings")]
+        return [self._key(job_id, s) for s in ("", ":failed", ":batches", ":attempts", ":warnings",
+                                                 ":sent", ":missing")]
 
     def create(self, spec: JobSpec) -> str:
+        """Record a new job and its first listing message (:data:`LIST_TASK` from batch 0), which
+        the caller then queues with :func:`worker.redelivery.task_id` ``(job, "l0")``."""
         job_id = uuid.uuid4().hex[:12]
         now = time.time()
         fields = {"spec": json.dumps(asdict(spec)), "state": "listing", "created": now,
@@ -227,6 +299,10 @@ class JobStore:
         with self.redis.pipeline() as pipe:
             pipe.hset(self._key(job_id), mapping=fields)
             pipe.expire(self._key(job_id), JOB_MAX_AGE_SECONDS)
+            pipe.hset(self._key(job_id, ":sent"), "l0", message(LIST_TASK, [job_id, 0]))
+            pipe.expire(self._key(job_id, ":sent"), JOB_MAX_AGE_SECONDS)
+            pipe.sadd(ACTIVE_JOBS, job_id)
+            pipe.expire(ACTIVE_JOBS, JOB_MAX_AGE_SECONDS)
             pipe.zadd(JOBS_INDEX, {job_id: now})
             pipe.zremrangebyscore(JOBS_INDEX, "-inf", now - JOB_MAX_AGE_SECONDS)
             pipe.expire(JOBS_INDEX, JOB_MAX_AGE_SECONDS)
@@ -249,29 +325,62 @@ class JobStore:
         done, continued = self.redis.hmget(self._key(job_id), "listing_done", "list_next")
         return done == "1", int(continued or 0)
 
-    def continued(self, job_id: str, from_batch: int) -> None:
-        """Note that a listing continuation starting at ``from_batch`` has been queued."""
-        self.redis.hset(self._key(job_id), "list_next", from_batch)
+    def continued(self, job_id: str, chunk: int, from_batch: int, sent: str) -> bool:
+        """Record the listing continuation starting at ``from_batch`` (message ``sent``) before it
+        is queued, in place of this chunk's own record; False if the job no longer exists."""
+        return bool(self._continued(keys=[self._key(job_id), self._key(job_id, ":sent")],
+                                    args=[chunk, from_batch, sent, JOB_MAX_AGE_SECONDS]))
 
-    def batch_sent(self, job_id: str, batch_no: int, n_keys: int, last_key: str) -> bool:
-        return bool(self._batch_sent(keys=[self._key(job_id)], args=[batch_no, n_keys, last_key]))
+    def batch_sent(self, job_id: str, batch_no: int, n_keys: int, last_key: str, sent: str) -> bool:
+        """Count batch ``batch_no`` and keep its message (``sent``) until it is finished; False if
+        it was already counted (a redelivered listing), in which case it must not be queued again."""
+        return bool(self._batch_sent(keys=[self._key(job_id), self._key(job_id, ":sent")],
+                                     args=[batch_no, n_keys, last_key, sent, JOB_MAX_AGE_SECONDS]))
 
-    def listing_done(self, job_id: str) -> None:
-        self._listing_done(keys=self._keys(job_id), args=[time.time(), JOB_TTL_SECONDS])
+    def listing_done(self, job_id: str, chunk: int) -> None:
+        """The listing chunk from batch ``chunk`` was the last: every key has been sent."""
+        self._listing_done(keys=self._keys(job_id), args=[time.time(), JOB_TTL_SECONDS, chunk])
 
-    def fail(self, job_id: str, error: str) -> None:
+    def fail(self, job_id: str, error: str) -> bool:
         """The job as a whole failed (its source cannot be listed, its model does not exist)."""
-        self.redis.hset(self._key(job_id), mapping={"state": "failed", "error": error,
-                                                    "finished": time.time()})
-        for key in self._keys(job_id):
-            self.redis.expire(key, JOB_TTL_SECONDS)
+        return bool(self._end(keys=self._keys(job_id), args=["failed", error, time.time(), JOB_TTL_SECONDS]))
+
+    def cancel(self, job_id: str) -> bool:
+        """End an unfinished job: its queued batches find nothing to do. False if it had ended."""
+        return bool(self._end(keys=self._keys(job_id), args=["cancelled", "", time.time(), JOB_TTL_SECONDS]))
+
+    def active(self) -> list[str]:
+        """Unfinished jobs; those that have ended (or expired) are dropped from the set on the way."""
+        ids = sorted(self.redis.smembers(ACTIVE_JOBS))
+        states = [self.redis.hget(self._key(job_id), "state") for job_id in ids]
+        ended = [job_id for job_id, state in zip(ids, states, strict=True) if state is None or state in TERMINAL]
+        if ended:
+            self.redis.srem(ACTIVE_JOBS, *ended)
+        return [job_id for job_id in ids if job_id not in ended]
+
+    def sent(self, job_id: str) -> tuple[dict[str, str], dict[str, float]]:
+        """(the job's sent and unfinished messages by name, when each was first seen missing)."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._key(job_id, ":sent"))
+            pipe.hgetall(self._key(job_id, ":missing"))
+            sent, missing = pipe.execute()
+        return sent, {name: float(since) for name, since in missing.items()}
+
+    def seen_missing(self, job_id: str, name: str, since: float | None) -> None:
+        """Note when message ``name`` was first seen missing (None: it has been seen again)."""
+        key = self._key(job_id, ":missing")
+        if since is None:
+            self.redis.hdel(key, name)
+        elif self.redis.hsetnx(key, name, since):
+            self.redis.expire(key, JOB_MAX_AGE_SECONDS)
 
     def _batch_keys(self, job_id: str, batch_no: int) -> list[str]:
         j = self._key(job_id)
         return [j, f"{j}:b:{batch_no}", f"{j}:batches", f"{j}:attempts"]
 
     def begin(self, job_id: str, batch_no: int, index: int) -> int:
-        """Mark a key started: -1 if it already has an outcome, else the number of starts."""
+        """Mark a key started: the number of starts, or -1 if the key already has an outcome (or
+        the job has ended), -2 if the batch is not one the job sent."""
         return int(self._begin(keys=self._batch_keys(job_id, batch_no),
                                args=[batch_no, index, time.time(), JOB_MAX_AGE_SECONDS]))
 
@@ -283,6 +392,10 @@ class JobStore:
                 self._key(job_id, ":warnings")]
         return bool(self._record(keys=keys, args=[batch_no, index, COUNTER_OF[outcome], key, failure,
                                                   warning, WARNINGS_KEPT, JOB_MAX_AGE_SECONDS]))
+
+    def open_batch(self, job_id: str, batch_no: int) -> int:
+        """-2: not a batch the job sent (or no such job); -1: nothing left to do; 0: open."""
+        return int(self._open(keys=self._batch_keys(job_id, batch_no), args=[batch_no]))
 
     def finish_batch(self, job_id: str, batch_no: int) -> bool:
         keys = [*self._keys(job_id), self._key(job_id, f":b:{batch_no}")]

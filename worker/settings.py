@@ -9,8 +9,12 @@ The commands (:mod:`worker.commands`) build them from the environment and pass t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from arcnn.settings import Settings
+
+BROKER_SCHEMES = ("redis", "rediss")
+"""URL schemes of ``ARCNN_BROKER_URL``: the job store is Redis, so the broker must be too."""
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,15 @@ class WorkerSettings(Settings):
     """Times one key may be started without finishing (worker died) before it is failed as poison."""
     infer_threads: int = 0
     """Worker threads restoring images at once, sharing tile batches (0: 2 on CUDA, 1 on CPU)."""
+    redeliver_after: int = 30
+    """Seconds a sent message (a batch or a listing chunk of an unfinished job) may be missing
+    from both the queue and the unacknowledged set before it is sent again (:mod:`worker.redelivery`)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        scheme = urlsplit(self.broker_url).scheme
+        if scheme not in BROKER_SCHEMES:
+            raise ValueError(f"ARCNN_BROKER_URL must be a redis:// or rediss:// URL, not {scheme or 'no'}:// "
+                             "(the broker is also the job store)")
+        if self.redeliver_after < 1:
+            raise ValueError(f"ARCNN_REDELIVER_AFTER must be at least 1 second, not {self.redeliver_after}")

@@ -70,6 +70,10 @@ _TRANSIENT_BOTO = (
 )
 
 
+_NO_CREDENTIALS = (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)
+"""Raised by boto3 before any request: permanent, and worth one clear line, not a traceback."""
+
+
 def _classify(error: Exception, what: str) -> StorageError:
     if isinstance(error, botocore.exceptions.ClientError):
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -80,6 +84,9 @@ def _classify(error: Exception, what: str) -> StorageError:
         return PermanentStorageError(message.strip())
     if isinstance(error, _TRANSIENT_BOTO):
         return TransientStorageError(f"{what}: {error}")
+    if isinstance(error, _NO_CREDENTIALS):
+        return PermanentStorageError(f"{what}: {error}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                                     "(or another boto3 credential source)")
     return PermanentStorageError(f"{what}: {error}")
 
 
@@ -140,7 +147,7 @@ class S3Storage:
             if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
             raise _classify(error, f"head {key}") from error
-        except _TRANSIENT_BOTO as error:
+        except (*_TRANSIENT_BOTO, *_NO_CREDENTIALS) as error:
             raise _classify(error, f"head {key}") from error
         return dict(response.get("Metadata", {}))
 
@@ -163,5 +170,5 @@ class S3Storage:
     def _call(call: Callable[[], T], what: str) -> T:
         try:
             return call()
-        except (botocore.exceptions.ClientError, *_TRANSIENT_BOTO) as error:
+        except (botocore.exceptions.ClientError, *_TRANSIENT_BOTO, *_NO_CREDENTIALS) as error:
             raise _classify(error, what) from error

@@ -27,7 +27,8 @@ from arcnn.jobs.spec import JobSpec
 from arcnn.jobs.storage import Storage
 from worker.app import QUEUE, app
 from worker.engine import worker_pipeline
-from worker.jobs import TERMINAL, JobStore
+from worker.jobs import LIST_TASK, RESTORE_TASK, TERMINAL, JobStore, message
+from worker.redelivery import task_id
 from worker.settings import WorkerSettings
 from worker.storage import open_storage
 
@@ -77,8 +78,10 @@ class Runtime:
                     if batch:
                         self._send(job_id, sent, batch)
                         sent, batch = sent + 1, []
-                    list_job.apply_async(args=[job_id, sent], queue=QUEUE)
-                    self.store.continued(job_id, sent)
+                    # recorded first: a crash before it is queued leaves it to the redelivery sweep
+                    name = f"l{sent}"
+                    if self.store.continued(job_id, from_batch, sent, message(list_job.name, [job_id, sent])):
+                        list_job.apply_async(args=[job_id, sent], queue=QUEUE, task_id=task_id(job_id, name))
                     return
             if batch:
                 self._send(job_id, sent, batch)
@@ -86,15 +89,31 @@ class Runtime:
             log.error("job %s failed: %s", job_id, error)
             self.store.fail(job_id, str(error))
             return
-        self.store.listing_done(job_id)
+        self.store.listing_done(job_id, from_batch)
 
     def _send(self, job_id: str, batch_no: int, batch: list[list[str]]) -> None:
-        """Queue first, count second: a crash in between re-sends (harmless), never loses."""
-        restore_batch.apply_async(args=[job_id, batch_no, batch], queue=QUEUE)
-        self.store.batch_sent(job_id, batch_no, len(batch), batch[-1][0])
+        """Count and record first, queue second: a crash in between leaves the recorded message
+        to the redelivery sweep (:mod:`worker.redelivery`); a batch already counted by an earlier
+        run of this listing chunk is not queued twice."""
+        args = [job_id, batch_no, batch]
+        if self.store.batch_sent(job_id, batch_no, len(batch), batch[-1][0], message(restore_batch.name, args)):
+            restore_batch.apply_async(args=args, queue=QUEUE, task_id=task_id(job_id, f"b{batch_no}"))
 
     def restore(self, job_id: str, batch_no: int, items: list[list[str]]) -> None:
-        """Restore one batch and record each outcome; the batch is closed only when all are in."""
+        """Restore one batch and record each outcome; the batch is closed only when all are in.
+
+        A message that is not a batch its job sent (a batch number the job never reached, a job
+        that no longer exists, keys that are not strings) is dropped for good, with a log line:
+        retrying it could never succeed, and it must not touch any job's counts.
+        """
+        problem = _malformed_batch(job_id, batch_no, items)
+        state = -2 if problem else self.store.open_batch(job_id, batch_no)
+        if state == -2:
+            log.error("dropped restore_batch(%r, %r): %s", job_id, batch_no,
+                      problem or "not a batch this job sent (or no such job)")
+            return
+        if state == -1:
+            return  # finished already, or its job has ended (cancelled): nothing to do
         spec, source, dest = self.job(job_id)
 
         def gate(index: int) -> None:
@@ -120,6 +139,17 @@ class Runtime:
         if unsettled:  # the job store was unreachable: retry the batch (settled keys are skipped)
             raise redis.ConnectionError(f"{unsettled} keys of batch {batch_no} could not be started")
         self.store.finish_batch(job_id, batch_no)
+
+
+def _malformed_batch(job_id: object, batch_no: object, items: object) -> str:
+    """Why a restore_batch message cannot be a batch any job sent ('' if it can)."""
+    if not isinstance(job_id, str) or not isinstance(batch_no, int) or isinstance(batch_no, bool):
+        return "job id must be a string and batch number an integer"
+    if not isinstance(items, list) or not all(
+            isinstance(item, list) and 2 <= len(item) <= 4 and all(isinstance(v, str) for v in item)
+            for item in items):
+        return "items must be lists of 2 to 4 strings"
+    return ""
 
 
 _runtime: Runtime | None = None
@@ -163,18 +193,19 @@ def guarded_strategy(task: Task, app: Celery, consumer: object, **kwargs: object
 _OPTIONS = {
     "Strategy": "worker.tasks:guarded_strategy",
     # Redis unreachable for longer than the client's own retries: try the task again later.
-    "autoretry_for": (redis.RedisError,),
+    # Only then: any other Redis error (a script refusing bad arguments) would fail every retry.
+    "autoretry_for": (redis.ConnectionError, redis.TimeoutError),
     "retry_backoff": 2,
     "retry_backoff_max": 60,
     "max_retries": None,
 }
 
 
-@app.task(name="arcnn.list_job", **_OPTIONS)
+@app.task(name=LIST_TASK, **_OPTIONS)
 def list_job(job_id: str, from_batch: int = 0) -> None:
     runtime().list_chunk(job_id, from_batch)
 
 
-@app.task(name="arcnn.restore_batch", **_OPTIONS)
+@app.task(name=RESTORE_TASK, **_OPTIONS)
 def restore_batch(job_id: str, batch_no: int, items: list[list[str]]) -> None:
     runtime().restore(job_id, batch_no, items)

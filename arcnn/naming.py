@@ -29,7 +29,6 @@ import posixpath
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Generic, TypeVar
 
 from arcnn.errors import ArcnnError
@@ -157,16 +156,3 @@ def _name_group(group: list[tuple[T, str]], extension: Extension, suffix: str) -
             taken[name] = key
             named.append(Named(item, key, name))
     return named
-
-
-def local_inputs(paths: Iterable[Path]) -> list[tuple[str, Path]]:
-    """(name relative to what was given, path) of every input, in byte-wise name order: a
-    folder's images recursively, relative to the folder; a file given by itself, by its name."""
-    inputs: list[tuple[str, Path]] = []
-    for path in paths:
-        if path.is_dir():
-            inputs += [(found.relative_to(path).as_posix(), found) for found in path.rglob("*")
-                       if found.is_file() and is_image_name(found.name)]
-        else:
-            inputs.append((path.name, path))
-    return sorted(inputs, key=lambda pair: pair[0])

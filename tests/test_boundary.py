@@ -71,3 +71,17 @@ def test_command_without_its_extra_names_the_extra_in_one_line(monkeypatch):
 def test_installed_extras_are_found():
     assert cli.missing_requirements("worker") == []
     assert cli.missing_requirements("train") == []
+
+
+def test_every_test_module_has_a_subset_and_unit_tests_need_no_servers():
+    """`pytest -m unit` is the quick loop (README): its modules import neither the S3 and Redis
+    clients nor the helpers that start servers."""
+    from conftest import MARKERS, SUBSETS
+
+    modules = {p.stem: p for p in (ROOT / "tests").glob("test_*.py")}
+    assert set(modules) - set(SUBSETS) == set(), "add these modules to tests/conftest.py SUBSETS"
+    assert set(SUBSETS.values()) <= set(MARKERS)
+    heavy = {"moto", "boto3", "botocore", "redis", "worker_support", "ops_support"}
+    unit = {name: sorted(imported_packages(modules[name]) & heavy) for name, subset in SUBSETS.items()
+            if subset == "unit" and name in modules}
+    assert {name: found for name, found in unit.items() if found} == {}

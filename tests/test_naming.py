@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
-from arcnn.naming import IMAGE_SUFFIXES, is_image_name, local_inputs, output_names
-from worker_support import MODEL, base_env, cli, jpeg
+import pytest
+
+from arcnn.jobs.listing import selected
+from arcnn.jobs.locations import parse_location
+from arcnn.jobs.spec import JobSpec
+from arcnn.jobs.storage import LocalStorage
+from arcnn.naming import IMAGE_SUFFIXES, is_image_name, output_extension, output_names
+from image_support import MODEL, arcnn, jpeg
 
 COLLIDING = ["a.jpg", "a.jpeg", "a.JPG", "a.png"]
 
@@ -68,27 +72,41 @@ def _outputs(root: Path) -> list[str]:
                   if p.is_file() and ".arcnn-meta" not in p.parts)
 
 
+def test_keep_and_suffix_name_each_output_after_its_own_input() -> None:
+    keep = {n.relative: n.name for g in output_names(["a.JPG", "a.gif", "a.png", "b.webp", "c.tif"], lambda k: k,
+                                                         lambda key: output_extension("keep", key), "_x") for n in g}
+    # a.gif becomes a PNG, like a.png: those two keep their extension; a.JPG keeps its own name.
+    assert keep == {"a.JPG": "a_x.JPG", "a.gif": "a.gif_x.png", "a.png": "a.png_x.png",
+                    "b.webp": "b_x.webp", "c.tif": "c_x.png"}
+
+
+def test_selection_walks_folders_in_listing_order(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    storage = LocalStorage(parse_location(str(src)))
+    keys = [obj.key for obj in selected(storage, LocalStorage(parse_location(str(tmp_path / "out"))),
+                                        JobSpec(str(src), "out"))]
+    assert keys == ["a.jpg", "a.png", "still.gif", "sub/a.jpg", "sub/deep/y.JPG", "x.jpe"]
+
+
+@pytest.mark.cli
 def test_restore_dir_and_run_dir_select_and_name_the_same(tmp_path: Path) -> None:
     src = tmp_path / "src"
     _tree(src)
-    assert [name for name, _ in local_inputs([src])] == [
-        "a.jpg", "a.png", "still.gif", "sub/a.jpg", "sub/deep/y.JPG", "x.jpe"]
-    restored = subprocess.run([sys.executable, "-m", "arcnn", "restore", str(src), "-o", str(tmp_path / "r"),
-                               "--model", MODEL], capture_output=True, text=True)
+    restored = arcnn("restore", str(src), "-o", str(tmp_path / "r"), "--model", MODEL)
     assert restored.returncode == 0, restored.stderr
-    env = base_env("redis://127.0.0.1:1/0", "http://127.0.0.1:1")
-    ran = json.loads(cli(env, "run", str(src), "--dest", str(tmp_path / "w"), "--model", MODEL, "--json").stdout)
+    ran = json.loads(arcnn("run", str(src), "--dest", str(tmp_path / "w"), "--model", MODEL, "--json").stdout)
     assert ran["done"] == 6
     expected = ["a.jpg.png", "a.png.png", "still.png", "sub/a.png", "sub/deep/y.png", "x.png"]
     assert _outputs(tmp_path / "r") == _outputs(tmp_path / "w") == expected
 
 
+@pytest.mark.cli
 def test_restore_refuses_a_second_input_with_the_same_name(tmp_path: Path) -> None:
     for folder in ("one", "two"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "p.jpg").write_bytes(jpeg(len(folder)))
-    result = subprocess.run([sys.executable, "-m", "arcnn", "restore", str(tmp_path / "one"),
-                             str(tmp_path / "two"), "-o", str(tmp_path / "out"), "--model", MODEL],
-                            capture_output=True, text=True)
-    assert result.returncode == 1 and "taken by 'p.jpg'" in result.stderr
+    result = arcnn("restore", str(tmp_path / "one"), str(tmp_path / "two"), "-o", str(tmp_path / "out"),
+                   "--model", MODEL)
+    assert result.returncode == 1 and b"taken by 'p.jpg'" in result.stderr
     assert _outputs(tmp_path / "out") == ["p.jpg.png"]

@@ -168,6 +168,7 @@ def test_cuda_graphs_match_eager():
 @pytest.mark.parametrize("script", ["floor", "per_core", "model_throughput", "side_by_side", "cli_throughput",
                                     "peak_memory", "gpu", "precision_cost", "product_memory", "auto_precision",
                                     "fast_tier", "precision_all"])
+@pytest.mark.bench
 def test_bench_scripts_run_quick(script, tmp_path, monkeypatch):
     """Every benchmark runs end to end in --quick mode and writes its JSON (in this process:
     the benchmarks that need a fresh process, CLI and peak memory, start their own)."""

@@ -70,6 +70,13 @@ SCREEN, SCREEN_BLOCKS = 3, 256
 """A grid is first read on its 3 lowest frequencies in 256 of its blocks, and given up there if
 they show no lattice (:func:`read_grid`)."""
 
+PROFILE_LINES = 512
+"""Rows (columns) the blockiness profile of the columns (rows) is taken over."""
+
+MAX_VALUES = 256
+"""Coefficients per frequency the steps are scored on: a low frequency of a photo has hundreds
+that are not zero, and 256 place its step as well as all of them (the sums are scaled back)."""
+
 MAX_BLOCKS = 1024
 """Blocks sampled per candidate offset: enough for every estimated frequency of a photo, and a
 cost that stays the same on a 12 MP image as on a thumbnail."""
@@ -119,7 +126,10 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 def phase_strengths(y: np.ndarray, axis: int) -> np.ndarray:
     """Blockiness by grid phase along ``axis``: for p in 0..7, how much larger the pixel
     differences across the boundary before column (row) 8k + p are than those beside it."""
-    diffs = np.abs(np.diff(y, axis=axis))
+    across = y.shape[1 - axis]  # lines along the other axis: a sample of them is enough
+    lines = np.unique(np.linspace(0, across - 1, min(across, PROFILE_LINES)).astype(int))
+    sample = (y[:, lines] if axis == 0 else y[lines]).astype(np.float32)
+    diffs = np.abs(np.diff(sample, axis=axis))
     n = diffs.shape[axis] // 8 * 8
     if n < 16:
         return np.zeros(8, dtype=np.float32)
@@ -138,23 +148,20 @@ def candidate_offsets(y: np.ndarray) -> list[tuple[int, int]]:
 
 
 def block_coefficients(y: np.ndarray, offset: tuple[int, int], max_blocks: int = MAX_BLOCKS) -> np.ndarray:
-    """DCT coefficients (blocks x 64, natural order, level-shifted by 128 as JPEG does) of up to
-    ``max_blocks`` unclipped 8x8 blocks on the grid at ``offset``, spread evenly over the image."""
+    """DCT coefficients (blocks x 64, natural order, level-shifted by 128 as JPEG does) of the
+    unclipped 8x8 blocks on the grid at ``offset``, taken from evenly spaced block rows and
+    columns so that about ``max_blocks`` are read whatever the image size."""
     dy, dx = offset
     rows, cols = (y.shape[0] - dy) // 8, (y.shape[1] - dx) // 8
     if rows < 1 or cols < 1:
         return np.zeros((0, 64), dtype=np.float32)
-    index = np.arange(rows * cols)
-    if index.size > 4 * max_blocks:  # pre-thin before the clip test: keep the cost bounded
-        index = index[np.linspace(0, index.size - 1, 4 * max_blocks).astype(int)]
-    r, c = np.divmod(index, cols)
-    grid = np.arange(8)
-    blocks = y[(dy + 8 * r)[:, None, None] + grid[None, :, None], (dx + 8 * c)[:, None, None] + grid[None, None, :]]
+    keep = min(1.0, np.sqrt(max_blocks / (rows * cols)))
+    pick_rows = np.unique(np.linspace(0, rows - 1, max(1, round(rows * keep))).astype(int))
+    pick_cols = np.unique(np.linspace(0, cols - 1, max(1, round(cols * keep))).astype(int))
+    grid = y[dy:dy + 8 * rows, dx:dx + 8 * cols].reshape(rows, 8, cols, 8)
+    blocks = grid[pick_rows][:, :, pick_cols].transpose(0, 2, 1, 3).reshape(-1, 8, 8).astype(np.float32)
     unclipped = (blocks.min(axis=(1, 2)) > 0.5) & (blocks.max(axis=(1, 2)) < 254.5)
-    blocks = blocks[unclipped]
-    if len(blocks) > max_blocks:
-        blocks = blocks[np.linspace(0, len(blocks) - 1, max_blocks).astype(int)]
-    return (_DCT @ (blocks - 128.0) @ _DCT.T).reshape(-1, 64)
+    return (_DCT @ (blocks[unclipped] - 128.0) @ _DCT.T).reshape(-1, 64)
 
 
 def step_scores(values: np.ndarray) -> np.ndarray:
@@ -200,6 +207,27 @@ class GridReading:
     evidence: float
 
 
+def _sampled(values: np.ndarray) -> tuple[np.ndarray, float]:
+    """At most :data:`MAX_VALUES` of a frequency's coefficients that any step counts (|c| >= 1),
+    evenly spread, and the factor that scales sums over them back to all of them."""
+    eligible = values[np.abs(values) >= 1.0]
+    if eligible.size <= MAX_VALUES:
+        return eligible, 1.0
+    return eligible[np.linspace(0, eligible.size - 1, MAX_VALUES).astype(int)], eligible.size / MAX_VALUES
+
+
+def _best_step(values: np.ndarray) -> tuple[int, float, int] | None:
+    """(step, summed log-likelihood ratio, non-zero coefficients) of the best step for one
+    frequency, or None when no step beats chance."""
+    sample, scale = _sampled(values)
+    scores = step_scores(sample)
+    best = int(np.argmax(scores))
+    if not scores[best] > 0:
+        return None
+    step = int(STEPS[best])
+    return step, float(scores[best]) * scale, int(np.sum(np.abs(values) >= step / 2))
+
+
 def read_grid(y: np.ndarray, offset: tuple[int, int], max_blocks: int = MAX_BLOCKS) -> GridReading:
     """Estimate the quantisation steps of the grid at ``offset`` (:func:`step_scores`).
 
@@ -207,28 +235,20 @@ def read_grid(y: np.ndarray, offset: tuple[int, int], max_blocks: int = MAX_BLOC
     most non-zero coefficients, so a grid with no lattice there (every grid of a never-compressed
     photo, the wrong grids of a JPEG) is given up before the rest is read.
     """
-    coefficients = block_coefficients(y, offset, max_blocks)
-    if len(coefficients) < MIN_COEFFICIENTS:
+    screen = block_coefficients(y, offset, SCREEN_BLOCKS)
+    if len(screen) < MIN_COEFFICIENTS:
         return GridReading(offset, {}, -np.inf)
-    screen = coefficients[:: max(1, len(coefficients) // SCREEN_BLOCKS)]
-    evidence = sum(max(0.0, float(step_scores(screen[:, f]).max())) for f in FREQUENCIES[:SCREEN])
+    evidence = sum(best[1] for f in FREQUENCIES[:SCREEN] if (best := _best_step(screen[:, f])))
     if evidence / len(screen) < MIN_EVIDENCE / 4:
         return GridReading(offset, {}, evidence / len(screen))
+    coefficients = block_coefficients(y, offset, max_blocks)
     steps, total = {}, 0.0
     for f in FREQUENCIES:
-        values = coefficients[:, f]
-        scores = step_scores(values)
-        best = int(np.argmax(scores))
-        if scores[best] > 0:
-            step = float(STEPS[best])
-            steps[f] = (int(step), int(np.sum(np.abs(values) >= step / 2)))
-            total += float(scores[best])
+        best = _best_step(coefficients[:, f])
+        if best is not None:
+            steps[f] = (best[0], best[2])
+            total += best[1]
     return GridReading(offset, steps, total / len(coefficients))
-
-
-MISREAD_SHARE = 0.15
-"""Share of the steps' weight allowed to be finer than the chosen table (:func:`equivalent_quality`):
-in a re-save, a low frequency is sometimes read at the later save's step."""
 
 
 @dataclass(frozen=True)
@@ -244,6 +264,11 @@ def _ijg_tables() -> np.ndarray:
 
 
 _TABLES = _ijg_tables()
+
+
+MISREAD_SHARE = 0.15
+"""Share of the steps' weight allowed to be finer than the chosen table (:func:`equivalent_quality`):
+in a re-save, a low frequency is sometimes read at the later save's step."""
 
 
 def equivalent_quality(steps: dict[int, tuple[int, int]]) -> QualityFit:
@@ -277,7 +302,8 @@ def read_history(pixels: np.ndarray, max_blocks: int = MAX_BLOCKS) -> History:
     count, the one read as the lowest quality wins: in a re-saved photo, the earlier, stronger
     compression is what the artifacts come from.
     """
-    y = luma(np.asarray(pixels))
+    y = np.asarray(pixels)
+    y = y if y.ndim == 2 else luma(y)
     if min(y.shape) < 16:
         return History(False, 0.0)
     readings = [read_grid(y, offset, max_blocks) for offset in candidate_offsets(y)]

@@ -57,6 +57,46 @@ class RandomJPEG:
         return {"type": "random_jpeg", "low": self.low, "high": self.high}
 
 
+def random_table(rng: random.Random, low: int, high: int) -> list[int]:
+    """A luminance-like quantisation table no IJG quality produces, natural order: flat, a ramp
+    in frequency, or the Annex K shape with each entry jittered by up to 35%, at a strength whose
+    smallest step is drawn from [low, high]: the families cameras, image editors and encoders
+    with their own tables (mozjpeg-style, Photoshop-style) write."""
+    from arcnn.quality import STD_LUMA
+
+    base = rng.randint(low, high)
+    shape = rng.choice(("flat", "ramp", "jittered"))
+    if shape == "flat":
+        table = [base] * 64
+    elif shape == "ramp":
+        slope = rng.uniform(0.5, 4.0)
+        table = [base + slope * (i // 8 + i % 8) for i in range(64)]
+    else:
+        scale = base / 10.0
+        table = [v * scale * rng.uniform(0.65, 1.35) for v in STD_LUMA]
+    return [max(1, min(255, round(v))) for v in table]
+
+
+@dataclass(frozen=True)
+class RandomTables:
+    """JPEG (4:2:0) with a fresh :func:`random_table` for luma and chroma on every image: the
+    training degradation of the model for tables of any shape."""
+
+    low: int
+    high: int
+    rng: random.Random = field(default_factory=lambda: random.Random(0), compare=False, repr=False)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        tables = [random_table(self.rng, self.low, self.high) for _ in range(1 if img.mode == "L" else 2)]
+        params: dict[str, object] = {"qtables": tables}
+        if img.mode != "L":
+            params["subsampling"] = SUBSAMPLING["4:2:0"]
+        return codec_roundtrip(img, "JPEG", **params)
+
+    def describe(self) -> dict:
+        return {"type": "random_tables", "low": self.low, "high": self.high}
+
+
 @dataclass(frozen=True)
 class WebP:
     """Lossy WebP at a quality (0-100)."""
@@ -125,6 +165,8 @@ def from_config(config: dict):
         return RandomJPEG(**config)
     if kind == "webp":
         return WebP(**config)
+    if kind == "random_tables":
+        return RandomTables(**config)
     if kind == "resize":
         box = config.pop("box", None)
         return Resize(box=tuple(box) if box else None, **config)

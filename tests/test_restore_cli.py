@@ -114,3 +114,16 @@ def test_restore_and_run_print_the_same_summary_and_count_passthroughs_apart(tmp
         assert (summary["done"], summary["passed_through"], summary["failed"]) == (3, 1, 1)
         assert summary["models"] == {"jpeg-q20+colour": 3} and summary["megapixels"] > 0
     assert summaries[0].keys() == summaries[1].keys()
+
+
+def test_run_with_dest_equal_to_source_lists_the_same_keys_every_time(tmp_path: Path) -> None:
+    """Issue 25, item 5, through `arcnn run`: 3 -> 5 -> 9 keys before; now 3, 3, 3."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        (photos / f"{i}.jpg").write_bytes(jpeg(i))
+    before = _md5s(photos)
+    totals = [json.loads(arcnn("run", str(photos), "--dest", str(photos), "--allow-overlap", "--model", MODEL,
+                               "--json").stdout) for _ in range(3)]
+    assert [(s["total"], s["done"], s["skipped"]) for s in totals] == [(3, 3, 0), (3, 0, 3), (3, 0, 3)]
+    assert {k: v for k, v in _md5s(photos).items() if k in before} == before

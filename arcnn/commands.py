@@ -53,6 +53,10 @@ def inference_options(command: Callable) -> Callable:
         click.option("--tier", type=click.Choice(TIERS), default=None,
                      help="Models auto picks from: standard (AR-CNN) or fast (Fast AR-CNN, several times "
                           "the throughput for a smaller gain) (default: ARCNN_TIER, itself standard)."),
+        click.option("--input-quality", type=click.IntRange(1, 100), default=None,
+                     help="JPEG quality to assume every input was compressed at, instead of reading it "
+                          "from the file and its pixels: lower restores more strongly (default: "
+                          "ARCNN_INPUT_QUALITY, itself 0: read each input). Not the output's quality."),
         click.option("--quiet", "-q", is_flag=True,
                      help="No per-file lines or progress bar: errors and the summary only."),
     ]
@@ -297,9 +301,12 @@ def restore_works(paths: tuple[Path, ...], target: RestoreTarget, spec: JobSpec)
               help="Model to evaluate. Default: the bundled jpeg-q model nearest the quality for "
                    "--protocol paper; auto (the product's own choice) for color and bucket. "
                    "'none' reports the JPEG input only.")
-@click.option("--protocol", type=click.Choice(["paper", "color", "bucket"]), default="paper", show_default=True,
+@click.option("--protocol", type=click.Choice(["paper", "color", "bucket", "history"]), default="paper",
+              show_default=True,
               help="paper: grey JPEG of Y (Table 1); color: RGB JPEG 4:2:0; bucket: the realistic "
-                   "grid of qualities, subsamplings and re-saves (docs/results.md).")
+                   "grid of qualities, subsamplings and re-saves; history: images with a history "
+                   "(PNGs of JPEGs, re-saves, other tables, WebP, grey, pristine) against the best "
+                   "bundled model told the truth (docs/results.md).")
 @click.option("--chroma", type=click.Choice(CHROMA_MODES), default="auto", show_default=True,
               help="color / bucket: how Cb/Cr are handled (as arcnn restore --chroma).")
 @click.option("--images", type=click.IntRange(1), default=None, help="Use the first N images only.")
@@ -328,7 +335,7 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
     from arcnn.registry import bundled
     from arcnn.restoration import Restorer, nearest_quality_model
 
-    if protocol != "bucket" and quality is None:
+    if protocol in ("paper", "color") and quality is None:
         raise click.UsageError(f"--protocol {protocol} needs --quality")
     if model is None and protocol == "paper":
         model = nearest_quality_model(quality, list(bundled()), tier)
@@ -350,6 +357,16 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
     elif protocol == "color":
         with image_bar(data_dir) as bar:
             result = color_protocol(restore, data_dir, quality, progress=lambda _: bar.update())
+    elif protocol == "history":
+        if restorer is None:
+            raise click.UsageError("--protocol history compares restorations: give a model, not none")
+        from tqdm import tqdm
+
+        from arcnn.evaluation import HISTORY_ROWS, history_protocol
+
+        told = _told_restorers(settings, chroma, precision, tier)
+        with tqdm(total=len(HISTORY_ROWS), desc="history rows", disable=not sys.stderr.isatty()) as bar:
+            result = history_protocol(restorer.restore, told, data_dir, images=images, progress=lambda _: bar.update())
     else:
         from tqdm import tqdm
 
@@ -358,7 +375,7 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
     result = {"data": str(data_dir), "model": model, **result}
     if restorer:
         result["precision"] = restorer.precision
-    if protocol == "bucket":
+    if protocol in ("bucket", "history"):
         result["chroma"] = chroma
     if tier != "standard":
         result["tier"] = tier
@@ -368,11 +385,52 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
     if protocol == "bucket":
         click.echo(bucket_table(result))
         return
+    if protocol == "history":
+        click.echo(history_table(result))
+        return
     click.echo(f"{data_dir} ({result['images']} images), JPEG q{quality}, protocol {protocol}, model {model}")
     for which in ("input", "restored"):
         if which in result:
             figures = "  ".join(f"{k} {v:.4f}" for k, v in result[which].items())
             click.echo(f"  {which:9s} {figures}")
+
+
+def _told_restorers(settings: Settings, chroma: str, precision: str, tier: str):
+    """For the history protocol's oracle: a restore function told the true history, ``qN`` (the
+    auto choice for an assumed JPEG quality N) or a model name (luma only), built once each."""
+    from arcnn.restoration import Restorer
+
+    made: dict[str, Restorer] = {}
+
+    def told(truth: str):
+        if truth not in made:
+            if truth.startswith("q") and truth[1:].isdigit():
+                made[truth] = Restorer("auto", settings.device, settings.tile, settings.batch_size, chroma,
+                                       precision, tier=tier, input_quality=int(truth[1:]))
+            else:
+                made[truth] = Restorer.load(truth, settings.device, settings.tile, settings.batch_size,
+                                            "passthrough", precision, tier=tier)
+        return made[truth].restore
+    return told
+
+
+def history_table(result: dict) -> str:
+    """The history protocol's result as a Markdown table (docs/results.md)."""
+    lines = [f"{result['data']} ({result['images']} images), protocol history, model {result['model']}, "
+             f"chroma {result.get('chroma')}", "",
+             "| history | input RGB PSNR | restored | gain | worst image's gain | best bundled model told the "
+             "history | share of its gain | invented chroma | images changed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        oracle = f"{r['oracle']}: {r['oracle_gain']:+.2f}" if "oracle" in r else ""
+        share = f"{100 * r['share']:.0f}%" if r.get("share") is not None else ""
+        invented = f"{r['invented_chroma']:.2f}" if "invented_chroma" in r else ""
+        lines.append(f"| {r['row']} | {r['input']:.2f} | {r['restored']:.2f} | {r['gain']:+.2f} | "
+                     f"{r['worst_gain']:+.2f} ({r['worst_image']}) | {oracle} | {share} | {invented} | "
+                     f"{r['changed']} |")
+    lines.append(f"| **mean over rows** (pristine apart) | | | **{result['mean_gain']:+.2f}** | "
+                 f"{result['worst_gain']:+.2f} | | | | |")
+    return "\n".join(lines)
 
 
 def image_bar(data_dir: Path):  # noqa: ANN201 (a tqdm bar)

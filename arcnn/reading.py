@@ -37,7 +37,8 @@ _EIGHT_BIT = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
 class Reading:
     """The effective history of one input.
 
-    ``codec``: ``jpeg`` (the models of ``quality``, an IJG-equivalent JPEG quality), ``webp``
+    ``codec``: ``jpeg`` (the models of ``quality``, an IJG-equivalent JPEG quality; ``ijg``
+    False when the steps are not an IJG-scaled table's, whatever quality they equal), ``webp``
     (``quality`` is the WebP quality of equal quantiser) or ``none`` (nothing to undo found).
     ``subsampled``: the chroma subsampling the chroma network is conditioned on. ``grey``: a
     colour file whose decoded chroma is neutral everywhere. ``source``: where ``quality`` came
@@ -46,13 +47,14 @@ class Reading:
 
     codec: str
     quality: int | None = None
+    ijg: bool = True
     subsampled: bool = True
     grey: bool = False
     source: str = ""
     text: str = ""
 
     def to_json(self) -> dict:
-        return {"codec": self.codec, "quality": self.quality, "subsampled": self.subsampled,
+        return {"codec": self.codec, "quality": self.quality, "ijg": self.ijg, "subsampled": self.subsampled,
                 "grey": self.grey, "source": self.source, "read": self.text}
 
 
@@ -100,14 +102,14 @@ def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
     grey = is_grey(img)
     tail = "; grey in a colour file: chroma kept neutral" if grey else ""
     if assumed_quality:
-        return Reading("jpeg", assumed_quality, subsampled, grey, "assumed",
+        return Reading("jpeg", assumed_quality, True, subsampled, grey, "assumed",
                        f"assumed q{assumed_quality} (--input-quality){tail}")
     webp = info.get("webp_quantiser")
     if webp is not None:
         from arcnn.webp import equivalent_quality as webp_quality
 
         quality = webp_quality(webp)
-        return Reading("webp", quality, True, grey, "webp", f"WebP quantiser {webp:.0f} (~q{quality}){tail}")
+        return Reading("webp", quality, False, True, grey, "webp", f"WebP quantiser {webp:.0f} (~q{quality}){tail}")
     history = pixel_history(img)
     pixels = history.describe() if history is not None else "not read (16-bit)"
     file_quality, table = info.get("jpeg_quality"), info.get("jpeg_luma_table")
@@ -117,10 +119,12 @@ def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
         tables = f"file tables q{file_quality}" if file_quality is not None else "non-IJG file tables"
         quality = file_quality if file_quality is not None else table_quality(table)
         if found and history.quality <= _on_same_steps(table, history) - RESAVE_MARGIN:
-            return Reading("jpeg", history.quality, subsampled, grey, "pixels",
-                           f"pixels: {pixels}; {tables}{chroma}{tail}")
+            # an earlier, stronger save: IJG's models whenever the pixels or the file say IJG
+            return Reading("jpeg", history.quality, history.ijg or file_quality is not None, subsampled, grey,
+                           "pixels", f"pixels: {pixels}; {tables}{chroma}{tail}")
         text = f"estimated q{quality}" if file_quality is not None else f"non-IJG file tables ~q{quality}"
-        return Reading("jpeg", quality, subsampled, grey, "tables", f"{text}{chroma}{tail}")
+        return Reading("jpeg", quality, file_quality is not None, subsampled, grey, "tables", f"{text}{chroma}{tail}")
     if found:
-        return Reading("jpeg", history.quality, True, grey, "pixels", f"pixels: {pixels}; no JPEG tables{tail}")
-    return Reading("none", None, True, grey, "", f"no JPEG tables; pixels: {pixels}{tail}")
+        return Reading("jpeg", history.quality, history.ijg, True, grey, "pixels",
+                       f"pixels: {pixels}; no JPEG tables{tail}")
+    return Reading("none", None, True, True, grey, "", f"no JPEG tables; pixels: {pixels}{tail}")

@@ -140,6 +140,21 @@ def webp_model(quality: int | None, names: list[str]) -> str:
     return models[min(models, key=lambda q: (abs(q - quality), q))]
 
 
+TABLES_MODEL = "jpeg-tables"
+"""The model for JPEG tables no IJG quality produces (blind over random table shapes)."""
+TABLES_MAX_QUALITY = 95
+"""Such JPEGs whose tables are as fine as IJG's q95 or finer pass through."""
+
+
+def tables_model(quality: int | None, names: list[str], max_quality: int = 100) -> str:
+    """What ``auto`` applies to a JPEG whose steps are not an IJG table's: :data:`TABLES_MODEL`,
+    or passthrough when it is not bundled or the steps are as fine as IJG q95 (or the
+    operator's cut)."""
+    if quality is None or quality >= min(TABLES_MAX_QUALITY, max_quality + 1) or TABLES_MODEL not in names:
+        return PASSTHROUGH
+    return TABLES_MODEL
+
+
 class Restorer:
     """Holds loaded models and restores PIL images with them.
 
@@ -231,6 +246,8 @@ class Restorer:
         reading = reading or self.read(img)
         if reading.codec == "webp":
             return webp_model(reading.quality, names)
+        if reading.codec == "jpeg" and not reading.ijg:
+            return tables_model(reading.quality, names, self.auto_max_quality)
         quality = reading.quality if reading.codec == "jpeg" else None
         return auto_model(quality, names, self.default_model, self.auto_max_quality,
                           subsampled=reading.subsampled, tier=self.tier)
@@ -250,6 +267,8 @@ class Restorer:
         if reading.grey:
             return None
         quality = reading.quality if reading.codec == "jpeg" else None
+        if not reading.ijg and self.chroma != "restore":
+            return None  # measured to lose on tables of other shapes (docs/model-choice.md)
         if self.chroma == "restore":
             return (quality or 50, reading.subsampled)
         if quality is None or quality > self.auto_max_quality or not is_bundled(self.chroma_model):

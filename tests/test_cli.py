@@ -182,7 +182,8 @@ def test_restore_says_what_happened_to_each_file(tmp_path):
     lines = {line.split(" -> ")[0].rsplit("/", 1)[-1]: line for line in result.stdout.splitlines()}
     assert "jpeg-q10" in lines["low.jpg"] and "(estimated q10, 4:2:0)" in lines["low.jpg"]
     assert lines["high.jpg"].endswith("passthrough (estimated q95, 4:2:0: above the quality cut 90)")
-    assert lines["clean.png"].endswith("passthrough (no JPEG tables)")
+    assert lines["clean.png"].endswith("passthrough (no JPEG tables; pixels: no JPEG grid; "
+                                       "grey in a colour file: chroma kept neutral)")
     quiet = run("restore", str(src), "-o", str(tmp_path / "quiet"), "--tile", "64", "--quiet")
     assert quiet.returncode == 0 and quiet.stderr == ""
     assert quiet.stdout.startswith("total 3  done 1  passed through 2  skipped 0  failed 0  in ")

@@ -176,23 +176,29 @@ def step_scores(values: np.ndarray) -> np.ndarray:
     its two terms (they differ by orders of magnitude wherever it matters), which keeps the
     sums to multiply-adds.
     """
+    values = values[np.argsort(-np.abs(values))]  # largest first: a step counts a prefix
     magnitudes = np.abs(values)
-    top = np.sort(magnitudes)[-MIN_COEFFICIENTS] if len(values) >= MIN_COEFFICIENTS else 0.0
-    steps = STEPS[STEPS <= 2 * top]  # larger steps leave too few non-zero coefficients
     scores = np.full(len(STEPS), -np.inf, dtype=np.float64)
+    if len(values) < MIN_COEFFICIENTS:
+        return scores
+    steps = STEPS[STEPS <= 2 * magnitudes[MIN_COEFFICIENTS - 1]]  # larger leave too few non-zero
     if steps.size == 0:
         return scores
-    ratio = np.full((len(NOISE_LEVELS), steps.size, values.size), -np.inf, dtype=np.float32)
-    residual = values[None, :] - steps[:, None] * np.round(values[None, :] / steps[:, None])
+    residual = values[None, :] - steps[:, None] * np.rint(values[None, :] * (1 / steps)[:, None])
     squared = np.square(residual, out=residual)
-    for i, (noise, smallest) in enumerate(NOISE_LEVELS):
-        usable = steps >= smallest
-        peak = np.log((1 - OUTLIERS) * steps[usable] / (noise * np.sqrt(2 * np.pi)))
-        ratio[i, usable] = peak[:, None] - squared[usable] * np.float32(0.5 / noise ** 2)
-    ratio = np.maximum(ratio.max(axis=0), np.log(OUTLIERS))
-    counted = magnitudes[None, :] >= steps[:, None] / 2
-    sums = np.where(counted, ratio, 0.0).sum(axis=1)
-    sums[counted.sum(axis=1) < MIN_COEFFICIENTS] = -np.inf
+    ratio = None
+    for noise, smallest in NOISE_LEVELS:  # steps ascend: each level applies to a suffix of rows
+        first = int(np.searchsorted(steps, smallest))
+        peak = np.log((1 - OUTLIERS) * steps[first:] / (noise * np.sqrt(2 * np.pi)))[:, None]
+        level = peak - squared[first:] * np.float32(0.5 / noise ** 2)
+        if ratio is None:
+            ratio = level
+        else:
+            np.maximum(ratio[first:], level, out=ratio[first:])
+    np.maximum(ratio, np.float32(np.log(OUTLIERS)), out=ratio)
+    counted = len(values) - np.searchsorted(magnitudes[::-1], steps / 2)  # |c| >= step / 2
+    sums = np.cumsum(ratio, axis=1)[np.arange(steps.size), np.maximum(counted, 1) - 1]
+    sums[counted < MIN_COEFFICIENTS] = -np.inf
     scores[: steps.size] = sums
     return scores
 

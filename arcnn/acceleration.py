@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arcnn.architectures import ChromaNet, ConvNet, FastARCNN
+from arcnn.architectures import ChromaNet, ConvNet, FastARCNN, Network
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 """Compute precisions by name."""
@@ -190,7 +190,7 @@ class WideHead(nn.Module):
         return y[..., :width]
 
 
-class FastNet(nn.Module):
+class FastNet(Network):
     """A prepared network: hidden layers in ``dtype`` (channels-last), output layer, residual.
 
     ``layers`` are the hidden convolutions (ReLU after each); ``head`` maps to the output and
@@ -203,10 +203,8 @@ class FastNet(nn.Module):
                  head_dtype: torch.dtype, channels_last: bool, shuffle: int = 1, crop: int = 0,
                  unshuffle: int = 1) -> None:
         super().__init__()
-        self.radius = source.radius
-        self.stride = getattr(source, "stride", 1)
-        self.in_channels = getattr(source, "in_channels", 1)
-        self.out_channels = getattr(source, "out_channels", 1)
+        self.radius, self.stride = source.radius, source.stride
+        self.in_channels, self.out_channels = source.in_channels, source.out_channels
         # the input channels a residual output is added to: the chroma network corrects Cb, Cr
         self.residual_from = 1 if isinstance(source, ChromaNet) else 0
         self.unshuffle = unshuffle
@@ -256,36 +254,31 @@ def prepare(model: nn.Module, device: torch.device | str = "cpu", precision: str
     dtype = PRECISIONS[precision]
     if device.type == "cpu" and dtype == torch.float16:
         raise ValueError("fp16 is for GPUs; on CPU use bf16 (fast only with AVX512-BF16/AMX) or fp32")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # tile shapes repeat, so autotuning pays for itself
     head_dtype = dtype if model.residual and device.type == "cuda" else torch.float32
     scale = 1.0 if dtype == torch.float32 else 1.0 / 255.0
-    if isinstance(model, ConvNet):
-        convs = list(model.layers)
-        layers = [_conv_copy(c, dtype, channels_last, scale if i == 0 else 1.0) for i, c in enumerate(convs[:-1])]
-        head = _conv_copy(WideHead(convs[-1]), head_dtype, channels_last)
-        net = FastNet(model, layers, head, dtype=dtype, head_dtype=head_dtype, channels_last=channels_last)
+    if isinstance(model, (ConvNet, ChromaNet)):
+        # the hidden convolutions as they are; the input scale folded into the first
+        *hidden, last = model.layers
+        layers = [_conv_copy(c, dtype, channels_last, scale if i == 0 else 1.0) for i, c in enumerate(hidden)]
+        if isinstance(model, ChromaNet):  # space-to-depth in, depth-to-space out, its head as it is
+            head, options = last, {"shuffle": 2, "unshuffle": 2}
+        else:
+            head, options = WideHead(last), {}
     elif isinstance(model, FastARCNN):
         offset = model.radius - 6 - (model.m - 7)  # where FastARCNN.forward crops its deconvolution
         if offset < 8:
             raise ValueError("Fast AR-CNN with enhancement kernel > 9 is not supported by the fast path")
         layers = [_conv_copy(model.extract, dtype, channels_last, scale),
                   *(_conv_copy(c, dtype, channels_last) for c in (model.shrink, model.enhance, model.expand))]
-        head = _conv_copy(WideHead(subpixel_from_deconv(model.deconv)), head_dtype, channels_last)
-        net = FastNet(model, layers, head, dtype=dtype, head_dtype=head_dtype, channels_last=channels_last,
-                      shuffle=2, crop=offset - 8)
-    elif isinstance(model, ChromaNet):
-        convs = list(model.layers)
-        layers = [_conv_copy(c, dtype, channels_last, scale if i == 0 else 1.0) for i, c in enumerate(convs[:-1])]
-        head = _conv_copy(convs[-1], head_dtype, channels_last)
-        net = FastNet(model, layers, head, dtype=dtype, head_dtype=head_dtype, channels_last=channels_last,
-                      shuffle=2, unshuffle=2)
+        head, options = WideHead(subpixel_from_deconv(model.deconv)), {"shuffle": 2, "crop": offset - 8}
     else:
         raise TypeError(f"no fast path for {type(model).__name__}")
+    net = FastNet(model, layers, _conv_copy(head, head_dtype, channels_last), dtype=dtype, head_dtype=head_dtype,
+                  channels_last=channels_last, **options)
     return net.to(device).eval()
 
 
-class CudaGraphed(nn.Module):
+class CudaGraphed(Network):
     """Replays ``net`` as one CUDA graph per input shape (captured on first use).
 
     A graph reads and writes fixed ("static") buffers, so each call copies its input in, replays,
@@ -298,8 +291,8 @@ class CudaGraphed(nn.Module):
     def __init__(self, net: nn.Module, max_graphs: int = 8) -> None:
         super().__init__()
         self.net = net
-        self.radius, self.stride = net.radius, getattr(net, "stride", 1)
-        self.in_channels, self.out_channels = getattr(net, "in_channels", 1), getattr(net, "out_channels", 1)
+        self.radius, self.stride = net.radius, net.stride
+        self.in_channels, self.out_channels = net.in_channels, net.out_channels
         self.macs_per_pixel = net.macs_per_pixel
         self.max_graphs = max_graphs
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}

@@ -41,14 +41,34 @@ def parse_spec(spec: str) -> tuple[int, ...]:
     return kernels
 
 
-class ConvNet(nn.Module):
+class Network(nn.Module):
+    """The contract every network the tiler runs keeps (the trained ones here, and the fast and
+    graph-replaying copies of :mod:`arcnn.acceleration`): the tiler, the fast paths and the
+    model cards read these, so each network declares them instead of being probed for them.
+
+    - ``radius``: input pixels needed on each side of an output pixel (the tile halo);
+    - ``stride``: the grid a tile must start on (2 for the half-resolution networks, whose tiles
+      must see the same 2x2 grid as the whole image);
+    - ``in_channels`` / ``out_channels``: planes in and out (1 and 1 for luminance; the chroma
+      network takes Y, Cb, Cr and two condition planes and returns Cb and Cr);
+    - ``macs_per_pixel``: multiply-adds per output pixel (throughput reports);
+    - ``residual``: whether the output is a correction added to the input.
+    """
+
+    radius: int
+    macs_per_pixel: int
+    stride: int = 1
+    in_channels: int = 1
+    out_channels: int = 1
+    residual: bool = False
+
+
+class ConvNet(Network):
     """A plain stack of valid convolutions with ReLU between them (AR-CNN, SRCNN, ...).
 
     ``residual=True`` makes the net predict the correction to add to the (cropped) input
     instead of the clean image itself; it trains faster and is what we ship.
     """
-
-    stride = 1
 
     def __init__(self, spec: str = "9-7-1-5", widths: tuple[int, ...] | None = None,
                  residual: bool = False) -> None:
@@ -91,7 +111,7 @@ class ConvNet(nn.Module):
                 "residual": self.residual}
 
 
-class FastARCNN(nn.Module):
+class FastARCNN(Network):
     """Fast AR-CNN (Dong et al., "Deep Convolution Networks for Compression Artifacts Reduction").
 
     conv 9x9x64 stride 2 -> shrink 1x1x32 -> enhance 7x7x32 -> expand 1x1x64 -> deconv 9x9 stride 2.
@@ -144,7 +164,7 @@ class FastARCNN(nn.Module):
         return {"type": "fast", "residual": self.residual, "d": self.d, "s": self.s, "m": self.m}
 
 
-class ChromaNet(nn.Module):
+class ChromaNet(Network):
     """Luma-guided chroma restoration, run at half resolution.
 
     Input: ``(N, 5, H, W)`` full-resolution planes in [0, 1]: decoded Y, Cb, Cr (JFIF full range)

@@ -32,7 +32,8 @@ import threading
 
 import numpy as np
 import torch
-from torch import nn
+
+from arcnn.architectures import Network
 
 MIN_CPU_TILE = 128
 """Smallest tile the CPU path splits down to for parallelism (halo overhead ~6% at 128)."""
@@ -130,9 +131,6 @@ def _scatter(outs: list[np.ndarray], batch: list[_Job], results: np.ndarray) -> 
         outs[job.plane][:, t.y0 - job.row0:t.y1 - job.row0, t.x0:t.x1] = result[:, :th, :tw]
 
 
-def _channels(model: nn.Module) -> tuple[int, int]:
-    """(input, output) channels of a model: 1 and 1 for the luminance networks."""
-    return getattr(model, "in_channels", 1), getattr(model, "out_channels", 1)
 
 
 _POOL_PREFIX = "arcnn-tile"
@@ -159,13 +157,13 @@ def _cpu_tile(shapes: list[tuple[int, int]], tile: int, stride: int, workers: in
     return tile
 
 
-def _run_cpu(model: nn.Module, planes: list[list[np.ndarray]], outs: list[np.ndarray], batches: list[list[_Job]],
+def _run_cpu(model: Network, planes: list[list[np.ndarray]], outs: list[np.ndarray], batches: list[list[_Job]],
              dtype: torch.dtype, workers: int) -> None:
-    radius, (c_in, _) = model.radius, _channels(model)
+    radius, c_in = model.radius, model.in_channels
 
     def run(batch: list[_Job]) -> None:
         with torch.inference_mode():  # thread-local, so set in the worker too
-            wh, ww = window_shape(batch[0].tile, radius, getattr(model, "stride", 1))
+            wh, ww = window_shape(batch[0].tile, radius, model.stride)
             windows = np.empty((len(batch), c_in, wh, ww), np.float32)
             _fill_batch(windows, batch, planes, radius)
             y = model(torch.from_numpy(windows).to(dtype))
@@ -201,13 +199,13 @@ class _Slot:
             self.batch = None
 
 
-def _run_cuda(model: nn.Module, planes: list[list[np.ndarray]], outs: list[np.ndarray], batches: list[list[_Job]],
+def _run_cuda(model: Network, planes: list[list[np.ndarray]], outs: list[np.ndarray], batches: list[list[_Job]],
               batch_size: int, device: torch.device, dtype: torch.dtype) -> None:
     """Copies run on a private stream; compute and the copy back run on the calling thread's
     current stream, so a model shared between threads (arcnn/jobs/batching.py) stays ordered."""
     if not batches:
         return
-    radius, (c_in, c_out) = model.radius, _channels(model)
+    radius, c_in, c_out = model.radius, model.in_channels, model.out_channels
     shapes = {b[0].out_shape for b in batches}
     in_numel = batch_size * c_in * max((h + 2 * radius) * (w + 2 * radius) for h, w in shapes)
     out_numel = batch_size * c_out * max(h * w for h, w in shapes)
@@ -243,13 +241,13 @@ def _uniform_side(n: int, tile: int, stride: int) -> int:
     return min(tile, -(-n // 32) * 32)
 
 
-def auto_tile(device: torch.device | str, model: nn.Module | None = None) -> int:
+def auto_tile(device: torch.device | str, model: Network | None = None) -> int:
     """The tile side used when none is given (0). A GPU wants big tiles to be busy: 512. On a
     CPU, for a full-resolution network 384 runs as fast per pixel as 512 (the halo's extra work
     is paid back in cache) with half the feature maps' memory per worker; a half-resolution one
     (stride 2: Fast AR-CNN, the chroma networks) holds a quarter of the feature maps per tile
     and runs faster at 512, so it keeps 512 (docs/performance.md)."""
-    if torch.device(device).type == "cuda" or getattr(model, "stride", 1) > 1:
+    if torch.device(device).type == "cuda" or (model is not None and model.stride > 1):
         return 512
     return 384
 
@@ -262,7 +260,7 @@ def auto_batch_size(device: torch.device | str) -> int:
 
 
 @torch.inference_mode()
-def restore_planes(model: nn.Module, planes: list, tile: int = 0, batch_size: int = 0,
+def restore_planes(model: Network, planes: list, tile: int = 0, batch_size: int = 0,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *,
                    workers: int | None = None) -> list[np.ndarray]:
     """Run ``model`` over several planes (H x W, uint8 or float in [0, 255]), batching tiles
@@ -279,8 +277,8 @@ def restore_planes(model: nn.Module, planes: list, tile: int = 0, batch_size: in
     """
     device = torch.device(device)
     tile, batch_size = tile or auto_tile(device, model), batch_size or auto_batch_size(device)
-    stride = getattr(model, "stride", 1)
-    c_in, c_out = _channels(model)
+    stride = model.stride
+    c_in, c_out = model.in_channels, model.out_channels
     flat = [isinstance(p, np.ndarray) and p.ndim == 2 for p in planes]
     stacks = [[p] if f else list(p) for p, f in zip(planes, flat)]
     if any(len(s) != c_in for s in stacks):
@@ -301,7 +299,7 @@ def restore_planes(model: nn.Module, planes: list, tile: int = 0, batch_size: in
     return [o[0] if f else o for o, f in zip(outs, flat)]
 
 
-def restore_plane(model: nn.Module, plane: np.ndarray, tile: int = 0, batch_size: int = 0,
+def restore_plane(model: Network, plane: np.ndarray, tile: int = 0, batch_size: int = 0,
                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *,
                   workers: int | None = None) -> np.ndarray:
     """Run ``model`` over one image plane (H x W, uint8 or float in [0, 255]) in tiles.
@@ -313,12 +311,12 @@ def restore_plane(model: nn.Module, plane: np.ndarray, tile: int = 0, batch_size
 
 
 @torch.inference_mode()
-def restore_whole(model: nn.Module, plane: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+def restore_whole(model: Network, plane: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
     """Reference whole-image inference: replicate-pad once by the radius, one forward pass.
 
     What a user would write; the tests hold :func:`restore_plane` to it exactly.
     """
-    radius, stride = model.radius, getattr(model, "stride", 1)
+    radius, stride = model.radius, model.stride
     stack = plane if plane.ndim == 3 else plane[None]
     h, w = stack.shape[1:]
     pad = ((0, 0), (radius, radius + (-h) % stride), (radius, radius + (-w) % stride))
@@ -328,7 +326,7 @@ def restore_whole(model: nn.Module, plane: np.ndarray, device: torch.device | st
 
 
 @torch.inference_mode()
-def restore_in_place(model: nn.Module, stack: list, targets: list[np.ndarray], tile: int = 0,
+def restore_in_place(model: Network, stack: list, targets: list[np.ndarray], tile: int = 0,
                      batch_size: int = 0, device: torch.device | str = "cpu",
                      dtype: torch.dtype = torch.float32, *, workers: int | None = None,
                      convert: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
@@ -346,7 +344,7 @@ def restore_in_place(model: nn.Module, stack: list, targets: list[np.ndarray], t
     """
     device = torch.device(device)
     tile, batch_size = tile or auto_tile(device, model), batch_size or auto_batch_size(device)
-    radius, stride = model.radius, getattr(model, "stride", 1)
+    radius, stride = model.radius, model.stride
     shape = stack[0].shape
     workers = torch.get_num_threads() if workers is None else workers
     tile = _cpu_tile([shape], tile, stride, workers) if device.type == "cpu" else tile
@@ -354,7 +352,7 @@ def restore_in_place(model: nn.Module, stack: list, targets: list[np.ndarray], t
         _write_band(targets, 0, restore_planes(model, [stack], tile, batch_size, device, dtype, workers=workers)[0],
                     convert)
         return
-    c_in, c_out = _channels(model)
+    c_in, c_out = model.in_channels, model.out_channels
     if len(stack) != c_in or len(targets) != c_out:
         raise ValueError(f"the model takes {c_in} channel(s) and gives {c_out}, got {len(stack)} and {len(targets)}")
     bands: dict[int, list[Tile]] = defaultdict(list)

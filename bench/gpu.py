@@ -115,6 +115,7 @@ def main() -> None:
         print(f"wrote {path}")
         return
     device = torch.cuda.get_device_name(0)
+    torch.backends.cudnn.benchmark = True  # as the commands set it: tile shapes repeat
     size, count, n = (256, 2, 1024) if args.quick else (4096, 4, 8192)
     if args.quick:
         args.tile, args.batch, args.photos = 128, 4, 2

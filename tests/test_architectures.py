@@ -56,3 +56,17 @@ def test_weights_round_trip_without_pickle(tmp_path):
     loaded, _ = load_model(tmp_path / "m.safetensors")
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_every_network_keeps_the_typed_contract_and_its_fast_copy_carries_it():
+    """The tiler reads radius, stride, channels and multiply-adds from the network (no probing
+    with getattr and a default): the trained networks and their fast copies all declare them."""
+    from arcnn.acceleration import prepare
+    from arcnn.architectures import ChromaNet, FastARCNN, Network
+
+    for net in (ConvNet("9-7-1-5", residual=True), FastARCNN(), ChromaNet()):
+        fast = prepare(net, "cpu", "fp32")
+        assert isinstance(net, Network) and isinstance(fast, Network)
+        for field in ("radius", "stride", "in_channels", "out_channels", "macs_per_pixel", "residual"):
+            assert getattr(fast, field) == getattr(net, field), (type(net).__name__, field)
+    assert (FastARCNN().stride, ChromaNet().in_channels, ChromaNet().out_channels) == (2, 5, 2)

@@ -44,7 +44,7 @@ from arcnn.jobs.batching import BatchingRestorer
 from arcnn.jobs.locations import UnsafeKeyError, output_key, overlaps
 from arcnn.jobs.output import BadOutputError, encode_output, is_passthrough
 from arcnn.jobs.spec import JobSpec
-from arcnn.jobs.storage import META_ETAG, META_JOB, META_MODEL, META_SIZE, Storage, StorageError, retrying
+from arcnn.jobs.storage import META_ETAG, META_JOB, META_MODEL, META_READ, META_SIZE, Storage, StorageError, retrying
 from arcnn.naming import NameClashError, Named, output_extension, output_format, plain_name
 from arcnn.registry import bundled
 from arcnn.restoration import PASSTHROUGH, Choice, Restorer, resolve_device
@@ -263,11 +263,16 @@ class Pipeline:
                       observer: Observer | None = None, **options: object) -> Pipeline:
         """The pipeline the settings describe; ``options`` are the constructor's keywords.
 
-        Also applies ``torch_threads`` (> 0), since torch's thread pool is per process.
+        The pipeline is built once per process by the process's owner (a command, a worker), so
+        this is where the process is tuned for it: torch's thread pool (``torch_threads`` > 0)
+        and, on CUDA, cuDNN's autotuning (the tiles repeat a few shapes, so it pays for itself).
+        The models themselves set nothing process-wide.
         """
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
         models = Models(settings, infer_threads, observer)
+        if models.device.startswith("cuda"):
+            torch.backends.cudnn.benchmark = True
         return cls(models, max_pixels=settings.max_pixels, png_level=settings.png_compress_level,
                    observer=observer, **options)
 
@@ -417,7 +422,7 @@ class Pipeline:
                     encoded = encode_output(item.image, decoded.image, decoded.data, fmt, choice,
                                             work.spec.quality, self.png_level)
                 metadata = {META_ETAG: decoded.etag, META_SIZE: str(len(decoded.data)),
-                            META_MODEL: choice.label, META_JOB: work.job_id}
+                            META_MODEL: choice.label, META_JOB: work.job_id, META_READ: choice.why}
                 with self._timed("upload"):
                     self._retrying(lambda: work.dest.put(decoded.out_key, encoded.data, fmt, metadata))
             except Exception as error:  # noqa: BLE001

@@ -1,5 +1,6 @@
 """CLI commands for the library: ``restore`` and ``eval`` (``models`` is in :mod:`arcnn.catalogue`),
-and the inference options ``arcnn run`` shares with ``restore``."""
+the inference and output options ``arcnn run`` shares with ``restore``, and :func:`drive`, the
+loop both commands run their job with (the engine itself is :mod:`arcnn.jobs`)."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def output_options(command: Callable) -> Callable:
 
 def drive(pipeline: Pipeline, works: Iterable[Work], shown: Callable[[Result], tuple[str, str]], *,
           quiet: bool, as_json: bool, dry_run: bool = False, total: int | None = None,
-          empty_note: str = "", out: TextIO | None = None) -> Tally:
+          empty_note: str = "", out: TextIO | None = None) -> None:
     """Run ``works`` through ``pipeline`` as ``restore`` and ``run`` both do: a progress bar,
     one line per key (``shown`` gives the source and target names to print), the summary
     table and totals (or ``--json``), the failures and warnings; exit 1 if any key failed.
@@ -143,7 +144,6 @@ def drive(pipeline: Pipeline, works: Iterable[Work], shown: Callable[[Result], t
             click.echo(f"WARNING {name}: {warning}", err=True)
     if tally.failures:
         sys.exit(1)
-    return tally
 
 
 @click.command("restore")

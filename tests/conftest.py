@@ -27,7 +27,7 @@ SUBSETS = {
     "test_cli": "cli", "test_restore_cli": "cli", "test_worker_run": "cli",
     "test_worker_celery": "system", "test_worker_faults": "system", "test_worker_outcomes": "system",
     "test_worker_resilience": "system", "test_worker_units": "system",
-    "test_ops_fullstack": "ops", "test_ops_static": "ops",
+    "test_ops_compose": "ops", "test_ops_fullstack": "ops", "test_ops_static": "ops",
 }
 """Test module -> its subset. A module missing here runs as ``system`` (so it cannot slow the
 unit subset down) and fails test_boundary's check that every module has one."""

@@ -34,6 +34,7 @@ CONTRACT_METRICS = {
     "arcnn_job_images": "gauge",
     "arcnn_job_progress_ratio": "gauge",
     "arcnn_queue_depth": "gauge",
+    "arcnn_broker_up": "gauge",  # issue 25: a scrape says whether Redis answers
 }
 
 # Series Prometheus makes itself for every target (not exported by the worker).

@@ -14,7 +14,7 @@ COMMAND_LAYER = {"arcnn/commands.py", "training/commands.py", "worker/commands.p
 """The modules that parse the environment and pass the values in (worker/tasks.py too, for tasks
 run by a Celery worker that `arcnn worker` did not start)."""
 
-COMMANDS = {"restore", "eval", "models", "train", "enqueue", "status", "worker", "run"}
+COMMANDS = {"restore", "eval", "models", "train", "enqueue", "status", "jobs", "cancel", "worker", "run"}
 """The CLI contract: users' scripts call these names."""
 
 

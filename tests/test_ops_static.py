@@ -45,7 +45,7 @@ from ops_support import (
 from worker.settings import WorkerSettings
 
 WORKER_SERVICES = ("worker", "worker-cpu")
-ONE_SHOT = {"minio-init", "cli"}
+ONE_SHOT = {"secrets", "minio-init", "cli"}
 PUBLISHED = {"minio": {9000, 9001}, "prometheus": {9090}, "grafana": {3000}}
 """Services allowed to publish ports, and which container ports."""
 
@@ -53,6 +53,7 @@ PUBLISHED = {"minio": {9000, 9001}, "prometheus": {9090}, "grafana": {3000}}
 ALLOWED_ENV = {
     "worker": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"},
     "redis": {"REDIS_PASSWORD"},
+    "secrets": {"REDIS_PASSWORD", "MINIO_ROOT_PASSWORD", "S3_WORKER_SECRET_KEY", "GRAFANA_ADMIN_PASSWORD"},
     "minio": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"},
     "minio-init": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "S3_WORKER_ACCESS_KEY", "S3_WORKER_SECRET_KEY",
                    "SOURCE_BUCKET", "DEST_BUCKET"},
@@ -540,3 +541,75 @@ def test_worker_node_file_agrees_with_the_main_stack(services, env, monkeypatch)
     head = load_yaml(OPS / "compose.head.yml")["services"]
     assert set(head) == {"redis"} and head["redis"]["ports"][0].endswith(":6379:6379")
     assert head["redis"]["ports"][0].startswith("${BIND_ADDRESS:?")
+
+
+# --- issue 25: what the first real `docker compose up` found --------------------------------
+
+FIXED_BY_THE_STACK = {"ARCNN_BROKER_URL", "ARCNN_S3_ENDPOINT_URL", "ARCNN_METRICS_PORT", "ARCNN_METRICS_ADDR",
+                      "ARCNN_DEVICE"}
+
+
+def test_every_worker_setting_in_env_reaches_the_containers(raw, env):
+    """Before, ARCNN_LIST_BATCH, ARCNN_PRECISION and most others set in .env reached no container."""
+    defaults = {f"ARCNN_{f.name.upper()}": str(f.default) for f in dataclasses.fields(WorkerSettings)}
+    tunable = set(defaults) - FIXED_BY_THE_STACK
+    node = load_yaml(OPS / "compose.worker-node.yml")["services"]["worker"]
+    for name, service in [*((n, raw["services"][n]) for n in (*WORKER_SERVICES, "cli")), ("worker-node", node)]:
+        e = environment(service)
+        assert tunable <= set(e), f"{name} does not pass {sorted(tunable - set(e))} from .env"
+        for key in tunable:
+            assert e[key] == f"${{{key}:-{defaults[key]}}}", f"{name}: {key} must default to the setting's own default"
+    for key in tunable:
+        assert env.get(key) == defaults[key], f".env.example must set {key}={defaults[key]}"
+
+
+def _secrets_script(services) -> str:
+    command = services["secrets"]["command"]
+    assert command[:2] == ["sh", "-ec"]
+    return command[2]
+
+
+def test_the_example_secrets_are_refused_before_anything_starts(services, env):
+    """The docs said the stack refuses to start without secrets; the change-me-* values were accepted."""
+    script = _secrets_script(services)
+    names = ("REDIS_PASSWORD", "MINIO_ROOT_PASSWORD", "S3_WORKER_SECRET_KEY", "GRAFANA_ADMIN_PASSWORD")
+    secrets = {name: env[name] for name in names}
+    example = subprocess.run(["sh", "-ec", script], env={"PATH": os.environ["PATH"], **secrets},
+                             capture_output=True, text=True, timeout=10)
+    assert example.returncode == 1 and "REDIS_PASSWORD is still the example value" in example.stderr
+    for name in names:
+        edited = {**{n: "0123456789abcdef" for n in names}, name: env[name]}
+        refused = subprocess.run(["sh", "-ec", script], env={"PATH": os.environ["PATH"], **edited},
+                                 capture_output=True, text=True, timeout=10)
+        assert refused.returncode == 1 and name in refused.stderr, name
+    real = subprocess.run(["sh", "-ec", script], env={"PATH": os.environ["PATH"], **{n: "0123456789abcdef" for n in names}},
+                          capture_output=True, text=True, timeout=10)
+    assert real.returncode == 0, real.stderr
+    for name in ("redis", "minio", "grafana"):  # everything else waits for redis or minio
+        assert services[name]["depends_on"]["secrets"]["condition"] == "service_completed_successfully", name
+
+
+def test_cli_runs_do_not_rerun_minio_init_and_minio_init_is_idempotent(services):
+    assert "minio-init" not in services["cli"]["depends_on"]
+    assert {"redis", "minio"} <= set(services["cli"]["depends_on"])
+    script = services["minio-init"]["entrypoint"][-1]
+    assert script.index("already set up") < script.index("mc admin user add")
+
+
+def test_the_documented_scale_commands_name_a_service_of_each_profile(services):
+    header = COMPOSE.read_text().split("\nname:", 1)[0]
+    scaled = set(re.findall(r"--scale ([\w-]+)=", header))
+    for profile in ("gpu", "cpu"):
+        assert any(profile in services[name].get("profiles", []) for name in scaled), \
+            f"the header's --scale names no service of the {profile} profile ({sorted(scaled)})"
+    assert "docker compose ps -a" in header  # one-shots are listed only with -a
+
+
+def test_a_head_node_env_keeps_redis_published_for_every_command(env):
+    """Without COMPOSE_FILE, `docker compose run --rm cli` on the head recreated Redis without the
+    head file's published port, cutting off every remote worker."""
+    text = ENV_EXAMPLE.read_text()
+    assert "#COMPOSE_FILE=docker-compose.yml:ops/compose.head.yml" in text
+    head = load_yaml(OPS / "compose.head.yml")
+    assert head["services"]["redis"]["ports"]
+    assert "COMPOSE_FILE=docker-compose.yml:ops/compose.head.yml" in (OPS / "compose.head.yml").read_text()

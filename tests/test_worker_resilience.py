@@ -10,12 +10,14 @@ import os
 import re
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from worker_support import (  # noqa: F401 (fixtures)
-    BUCKET, MODEL, RedisServer, base_env, bucket, cli, jpeg, s3, wait_for, wait_job, workers,
+    BUCKET, MODEL, RedisServer, base_env, bucket, cli, free_port, jpeg, s3, wait_for, wait_job, workers,
 )
 from arcnn.jobs.spec import JobSpec
 from worker.jobs import JobStore
@@ -36,7 +38,7 @@ def _progress(broker_url: str, job_id: str) -> int:
 
 
 def _task_ids(log: str, event: str) -> set[str]:
-    return set(re.findall(rf"Task arcnn\.restore_batch\[([0-9a-f-]+)\] {event}", log))
+    return set(re.findall(rf"Task arcnn\.restore_batch\[([^\]]+)\] {event}", log))
 
 
 @pytest.fixture
@@ -208,3 +210,25 @@ def test_garbage_on_the_queue_is_dropped_and_the_worker_goes_on(bucket, redis_fo
     assert (status["state"], status["done"]) == ("done", 1)
     assert worker.process.poll() is None and "Unrecoverable error" not in worker.log()
     assert worker.log().count("dropped a queue item that is not a message") == 3
+
+
+def _broker_up(port: int) -> float | None:
+    """``arcnn_broker_up`` from one scrape, which must answer well within its timeout."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    values = [s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == "arcnn_broker_up"]
+    return values[0] if values else None
+
+
+def test_metrics_answer_with_redis_down_and_say_the_broker_is_down(bucket, redis_for_test, workers) -> None:  # noqa: F811
+    """With Redis down a scrape used to wait out the job store's retries (60-150 s): every worker
+    looked down and no alert named Redis. Now it answers from what the worker last read."""
+    port = free_port()
+    worker = workers(base_env(redis_for_test.url, bucket.url), metrics_port=port).wait_ready()
+    wait_for(lambda: _broker_up(port) == 1, 30, what="arcnn_broker_up 1")
+    redis_for_test.stop()
+    for _ in range(3):  # each scrape answers (within urlopen's 5 s), Redis or not
+        assert _broker_up(port) in (0, 1)
+    wait_for(lambda: _broker_up(port) == 0, 30, what="arcnn_broker_up 0 with Redis down")
+    redis_for_test.start()
+    wait_for(lambda: _broker_up(port) == 1, 60, what="arcnn_broker_up 1 again")
+    assert worker.process.poll() is None

@@ -450,3 +450,90 @@ def test_broker_urls_are_checked_and_printed_without_their_password(tmp_path: Pa
         assert result.returncode == 1 and expected in result.stderr, result.stderr
         assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_batches_are_cut_by_estimated_seconds_not_a_fixed_count() -> None:
+    from worker.sizing import MEASURED_AFTER_BYTES, PRIOR_SECONDS_PER_BYTE, BatchCutter, seconds_per_byte
+
+    assert seconds_per_byte(5.0, MEASURED_AFTER_BYTES - 1) == PRIOR_SECONDS_PER_BYTE  # too little measured
+    assert seconds_per_byte(120.0, 2 * MEASURED_AFTER_BYTES) == 60.0 / MEASURED_AFTER_BYTES
+
+    def cut(sizes: list[int], target: float, max_keys: int, rate: float) -> list[list[int]]:
+        cutter, batches, batch = BatchCutter(target, max_keys, rate), [], []
+        for size in sizes:
+            if cutter.overflows(size):
+                batches, batch = [*batches, batch], []
+                cutter.reset()
+            batch.append(size)
+            if cutter.add(size):
+                batches, batch = [*batches, batch], []
+        return batches + ([batch] if batch else [])
+
+    # 1 s per MB, 60 s per message: small keys fill up to the count, large ones by time
+    assert cut([10_000] * 7, 60, 3, 1e-6) == [[10_000] * 3, [10_000] * 3, [10_000]]
+    assert cut([25_000_000] * 5, 60, 100, 1e-6) == [[25_000_000] * 2, [25_000_000] * 2, [25_000_000]]
+    # a key costlier than the target travels alone, and does not drag its neighbours along
+    assert cut([1000, 500_000_000, 1000], 60, 100, 1e-6) == [[1000], [500_000_000], [1000]]
+
+
+def test_the_lister_sizes_messages_by_cost_and_learns_the_jobs_rate(tmp_path: Path, redis_server, monkeypatch) -> None:  # noqa: F811
+    """12 MP photos in a fixed 100-key message would run longer than the visibility timeout on
+    a CPU worker. Here chunks of two messages: the first two chunks cut by the prior (20 s a
+    key, 3 keys a minute); the workers then measure 5 s a key and the next chunk takes 6 at once."""
+    import base64
+    import json
+
+    from worker import tasks
+    from worker.app import QUEUE, app, configure
+    from worker.engine import worker_pipeline
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(18):
+        (src / f"{i:02d}.jpg").write_bytes(b"x" * 500_000)  # 20 s each at the prior (4e-5 s/B)
+    settings = WorkerSettings(broker_url=redis_server.url, list_batch=100, batch_seconds=60, device="cpu")
+    configure(settings)
+    app._after_fork()
+    monkeypatch.setattr(tasks, "LIST_CHUNK", 2)
+    runtime = tasks.Runtime(settings, worker_pipeline(settings))
+    client = redis_server.client()
+
+    def queued() -> list[int]:
+        sizes = []
+        for raw in reversed(client.lrange(QUEUE, 0, -1)):
+            body = json.loads(raw)
+            if body["headers"]["task"] == "arcnn.restore_batch":
+                sizes.append(len(json.loads(base64.b64decode(body["body"]))[0][2]))
+        client.delete(QUEUE)
+        return sizes
+
+    client.delete(QUEUE)
+    job_id = runtime.store.create(JobSpec(str(src), str(tmp_path / "out"), model="passthrough"))
+    runtime.list_chunk(job_id, 0)
+    assert queued() == [3, 3]
+    for batch_no in (0, 1):  # the workers restore them at 5 s a key
+        assert runtime.store.finish_batch(job_id, batch_no, seconds=15.0, restored_bytes=1_500_000)
+    runtime.list_chunk(job_id, 2)  # queued before the measurement: sized by the prior
+    assert queued() == [3, 3]
+    runtime.list_chunk(job_id, 4)
+    assert queued() == [6]
+    assert runtime.store.listing_position(job_id)[0]
+
+
+def test_status_watch_shows_the_jobs_own_rate(redis_server) -> None:  # noqa: F811
+    """tqdm saw 1000 keys appear at once when the watch began and printed rates like 50533 img/s."""
+    store = JobStore.from_url(redis_server.url)
+    job = store.create(JobSpec("s3://b/in", "s3://b/out"))
+    assert store.batch_sent(job, 0, 1000, "k999", "[]")
+    for i in range(1000):
+        store.begin(job, 0, i)
+        store.record(job, 0, i, f"k{i}", "restored")
+    store.redis.hset(f"arcnn:job:{job}", "started", time.time() - 100)  # its first key began 100 s ago
+    store.finish_batch(job, 0)
+    store.listing_done(job, 0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCNN_", "AWS_"))}
+    result = subprocess.run([str(Path(sys.executable).with_name("arcnn")), "status", job, "--watch"],
+                            env={**env, "ARCNN_BROKER_URL": redis_server.url}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "10.0 img/s" in result.stderr and "1000/1000" in result.stderr, result.stderr
+    assert "img/s," in result.stderr and "it/s" not in result.stderr

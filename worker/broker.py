@@ -8,12 +8,13 @@ error"), so two things a long-running worker meets in practice must not reach it
   worker would stop the same way. The item has already been popped, so dropping it (with a log
   line naming it) loses nothing that could ever run. Messages that *are* kombu envelopes but
   not valid tasks are Celery's business: :func:`worker.tasks.guarded_strategy` drops those.
-- **An acknowledgement through a channel that a Redis restart closed.** A batch that was running
-  while Redis restarted finishes after the consumer has reconnected on a new channel; kombu then
-  acknowledges it through the old one, whose connection is gone, and raises ``AttributeError``
-  from ``_connparams``. Skipping that ack is safe: the message is still in Redis's ``unacked``
-  hash, comes back after ``ARCNN_VISIBILITY_TIMEOUT``, and finds its batch finished (every key
-  is skipped without any I/O).
+- **A channel used after a Redis restart closed its connection.** kombu then raises
+  ``AttributeError`` from ``_connparams`` (its connection's client is gone) in two places seen
+  in practice: closing the channel while reconnecting (it restores unacknowledged messages
+  first) and acknowledging a batch that was running across the restart and finished after the
+  reconnect. The first now raises a connection error, which kombu ignores while closing; the
+  second is skipped. Both are safe: the messages stay in Redis's ``unacked`` hash, come back
+  after ``ARCNN_VISIBILITY_TIMEOUT``, and a finished batch is then skipped without any I/O.
 
 Selected with Celery's ``broker_transport`` setting (:func:`worker.app.configure`).
 """
@@ -24,6 +25,7 @@ import json
 import logging
 from queue import Empty
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,11 @@ class Channel(kombu_redis.Channel):
     def _closed(self) -> bool:
         """True once the transport that opened this channel has been closed (Redis restarted)."""
         return getattr(self.connection, "client", None) is None
+
+    def _connparams(self, asynchronous: bool = False) -> dict:
+        if self._closed():
+            raise redis.ConnectionError("this channel's broker connection was closed (Redis restarted)")
+        return super()._connparams(asynchronous=asynchronous)
 
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
         if self._closed():

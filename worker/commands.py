@@ -1,6 +1,6 @@
-"""CLI commands for bucket-scale jobs: ``enqueue``, ``status``, ``worker`` and ``run``.
+"""CLI commands for bucket-scale jobs: ``enqueue``, ``status``, ``jobs``, ``cancel``, ``worker`` and ``run``.
 
-``run`` is the embedded default (no broker, one process); the other three are the distributed
+``run`` is the embedded default (no broker, one process); the others are the distributed
 form of the same job, through Celery and Redis. Both select keys with :mod:`arcnn.jobs.listing`
 and restore them with :class:`arcnn.jobs.pipeline.Pipeline`, so they behave the same (and as
 ``arcnn restore``, which drives the same engine).
@@ -24,6 +24,7 @@ from arcnn.commands import drive, inference_options, output_options, overridden
 from arcnn.errors import ArcnnError
 from arcnn.jobs.locations import Location
 from arcnn.jobs.spec import FORMATS, JobSpec, SpecError
+from arcnn.policy import TIERS
 from arcnn.settings import PRECISIONS
 from worker.jobs import LIST_TASK, TERMINAL, JobStatus, JobStore
 from worker.settings import WorkerSettings
@@ -64,12 +65,17 @@ def _spec(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: s
 
 @click.command()
 @_job_options
+@click.option("--tier", type=click.Choice(TIERS),
+              help="Models auto picks from, for this job (default: each worker's ARCNN_TIER).")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="Inference precision for this job (default: each worker's ARCNN_PRECISION).")
 def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str | None,
-            allow_overlap: bool) -> None:
+            allow_overlap: bool, tier: str | None, precision: str | None) -> None:
     """Start a job restoring every image under SRC into DEST; prints the job id at once.
 
     Workers list SRC page by page and queue the keys in batches, so this returns immediately
-    however large the prefix is. Follow it with `arcnn status JOB --watch`.
+    however large the prefix is. Follow it with `arcnn status JOB --watch`. --tier and
+    --precision travel with the job: every worker applies them to its keys.
     """
     from worker.app import QUEUE, configure
     from worker.redelivery import task_id
@@ -80,7 +86,8 @@ def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include:
     _check_source(src_location, settings)
     _check_destination(dest_location, settings)
     app = configure(settings)
-    job_id = store.create(spec)
+    options = {name: value for name, value in (("tier", tier), ("precision", precision)) if value}
+    job_id = store.create(spec, options)
     # By name: importing worker.tasks would import torch (seconds) for one message.
     app.send_task(LIST_TASK, args=[job_id, 0], queue=QUEUE, task_id=task_id(job_id, "l0"))
     click.echo(job_id)
@@ -145,7 +152,8 @@ def reachable_store(url: str) -> JobStore:
 def _describe(job: JobStatus) -> str:
     lines = [
         f"job {job.id}: {job.state}",
-        f"  {job.spec.src} -> {job.spec.dest} (model {job.spec.model}, {job.spec.fmt})",
+        f"  {job.spec.src} -> {job.spec.dest} (model {job.spec.model}, {job.spec.fmt}"
+        + "".join(f", {name} {value}" for name, value in sorted(job.options.items())) + ")",
         f"  total {job.total}  done {job.done}  passed through {job.passed_through}  skipped {job.skipped}"
         f"  failed {job.failed}"
         f"  ({job.progress:.1%})  {job.throughput:.2f} images/s",
@@ -187,11 +195,15 @@ def status(job_id: str, watch: bool, as_json: bool) -> None:
 
     job = fetch(0)
     if watch:
-        with tqdm(total=job.total, unit="img", desc=job.state, file=sys.stderr) as bar:
+        # The rate shown is the job's own (settled keys since its first started), not tqdm's:
+        # tqdm saw the count jump from 0 to what was done before the watch began and showed
+        # rates like 50533 img/s.
+        with tqdm(total=job.total, unit="img", desc=job.state, file=sys.stderr,
+                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]") as bar:
             while True:
                 bar.total, bar.n = job.total, job.settled
                 bar.set_description(job.state, refresh=False)
-                bar.set_postfix(failed=job.failed, refresh=False)
+                bar.set_postfix_str(f"{job.throughput:.1f} img/s, failed {job.failed}", refresh=False)
                 bar.refresh()
                 if job.state in TERMINAL:
                     break
@@ -201,6 +213,44 @@ def status(job_id: str, watch: bool, as_json: bool) -> None:
     click.echo(json.dumps(job.as_dict(), indent=2) if as_json else _describe(job))
     if job.state == "failed":
         sys.exit(1)
+
+
+@click.command()
+@click.option("--limit", type=int, default=50, show_default=True, help="Newest jobs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def jobs(limit: int, as_json: bool) -> None:
+    """List the newest jobs, one line each: id, state, keys with an outcome / listed, SRC -> DEST.
+
+    Jobs are kept 7 days after they end (`arcnn status JOB` shows one in full).
+    """
+    store = reachable_store(settings_from_env().broker_url)
+    found = store.recent(limit=limit, finished_within=float("inf"))
+    if as_json:
+        click.echo(json.dumps([job.as_dict() for job in found], indent=2))
+        return
+    for job in found:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created))
+        click.echo(f"{job.id}  {job.state:<9}  {job.settled}/{job.total}  failed {job.failed}  "
+                   f"{created}  {job.spec.src} -> {job.spec.dest}")
+    if not found:
+        click.echo("no jobs", err=True)
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB")
+def cancel(job_id: str) -> None:
+    """Cancel an unfinished job: its queued batches are skipped and keys in flight are not counted.
+
+    Outputs already written stay. Exits 1 if the job does not exist or has already ended.
+    """
+    store = reachable_store(settings_from_env().broker_url)
+    try:
+        before = store.status(job_id, failed_limit=0)
+    except KeyError:
+        raise click.ClickException(f"no such job: {job_id}") from None
+    if not store.cancel(job_id):
+        raise click.ClickException(f"job {job_id} has already ended ({store.status(job_id, failed_limit=0).state})")
+    click.echo(f"job {job_id} cancelled: {before.settled} of {before.total} listed keys had an outcome")
 
 
 @click.command()
@@ -234,13 +284,19 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
         try:
-            metrics.serve(port, runtime.store, [QUEUE], runtime.pipeline.models.device,
+            metrics.serve(port, settings.broker_url, [QUEUE], runtime.pipeline.models.device,
                           models=[settings.default_model], addr=settings.metrics_addr)
         except OSError as error:
             raise click.ClickException(
                 f"cannot serve metrics on {settings.metrics_addr}:{port} ({error.strerror}): another worker "
                 "on this host has it? Give each worker its own ARCNN_METRICS_PORT (or --metrics-port; 0 "
                 "turns metrics off)") from None
+    restorer = runtime.pipeline.models.restorer
+    click.echo(f"arcnn worker: device {restorer.device}, precision {restorer.precision}, tier {settings.tier}; "
+               f"metrics {f'on http://{settings.metrics_addr}:{port}/metrics' if port else 'off'}; "
+               f"broker {masked(settings.broker_url)}; messages of about {settings.batch_seconds} s "
+               f"(at most {settings.list_batch} keys), lost ones sent again after {settings.redeliver_after} s, "
+               f"unacknowledged ones after {settings.visibility_timeout} s", err=True)
     # app.start, not app.worker_main: worker_main drops the exit code, so a worker stopped by an
     # unrecoverable error exited 0 and `restart: on-failure` policies never brought it back.
     sys.exit(app.start([

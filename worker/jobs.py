@@ -87,6 +87,8 @@ class JobStatus:
     warned: int = 0
     """Restored keys whose output gave something up (alpha in a JPEG, 16 bits in 8)."""
     warnings: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    """The job's own inference settings (``enqueue --tier``, ``--precision``)."""
 
     @property
     def settled(self) -> int:
@@ -208,8 +210,12 @@ return 1
 
 _FINISH_BATCH = _MAYBE_DONE + _OPEN_BATCH + """
 -- KEYS: job, failed, batches, attempts, warnings, sent, missing, batch set.
--- ARGV: batch_no, now, ttl, max age.
+-- ARGV: batch_no, now, ttl, max age, seconds the batch took, bytes it restored.
 if open_batch(KEYS[1], KEYS[3], ARGV[1]) < 0 then return 0 end
+if tonumber(ARGV[6]) > 0 then
+  redis.call('HINCRBYFLOAT', KEYS[1], 'cost_seconds', ARGV[5])
+  redis.call('HINCRBY', KEYS[1], 'cost_bytes', ARGV[6])
+end
 redis.call('SETBIT', KEYS[3], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('DEL', KEYS[8])
@@ -221,10 +227,11 @@ return 1
 """
 
 _CONTINUED = """
--- KEYS: job, sent. ARGV: this chunk's first batch, the continuation's, its message JSON, max age.
+-- KEYS: job, sent. ARGV: this chunk's first batch, the continuation's, its message JSON, max age,
+--       seconds per byte the continuation sizes its batches by.
 -- The listing hands over: the continuation is recorded as sent before it is queued.
 if not redis.call('HGET', KEYS[1], 'state') then return 0 end
-redis.call('HSET', KEYS[1], 'list_next', ARGV[2])
+redis.call('HSET', KEYS[1], 'list_next', ARGV[2], 'list_rate', ARGV[5])
 redis.call('HSET', KEYS[2], 'l' .. ARGV[2], ARGV[3])
 redis.call('HDEL', KEYS[2], 'l' .. ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
@@ -249,15 +256,16 @@ def message(task: str, args: list) -> str:
     return json.dumps([task, args])
 
 
-def connect(url: str) -> redis.Redis:
-    """A Redis client that rides out a Redis restart: commands retry with backoff for ~1 minute."""
+def connect(url: str, retries: int = 20, timeout: float = 30.0) -> redis.Redis:
+    """A Redis client that rides out a Redis restart: by default commands retry with backoff for
+    about a minute (``retries=0`` and a short ``timeout`` for a client that must answer now)."""
     return redis.Redis.from_url(
         url,
         decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=30,
+        socket_connect_timeout=min(5.0, timeout),
+        socket_timeout=timeout,
         health_check_interval=10,
-        retry=Retry(ExponentialBackoff(cap=5.0, base=0.2), retries=20),
+        retry=Retry(ExponentialBackoff(cap=5.0, base=0.2), retries=retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
 
@@ -288,12 +296,17 @@ class JobStore:
         return [self._key(job_id, s) for s in ("", ":failed", ":batches", ":attempts", ":warnings",
                                                  ":sent", ":missing")]
 
-    def create(self, spec: JobSpec) -> str:
+    def create(self, spec: JobSpec, options: dict[str, str] | None = None) -> str:
         """Record a new job and its first listing message (:data:`LIST_TASK` from batch 0), which
-        the caller then queues with :func:`worker.redelivery.task_id` ``(job, "l0")``."""
+        the caller then queues with :func:`worker.redelivery.task_id` ``(job, "l0")``.
+
+        ``options`` are the job's own inference settings (``tier``, ``precision``), applied by
+        every worker to this job's keys instead of the worker's defaults.
+        """
         job_id = uuid.uuid4().hex[:12]
         now = time.time()
-        fields = {"spec": json.dumps(asdict(spec)), "state": "listing", "created": now,
+        fields = {"spec": json.dumps(asdict(spec)), "options": json.dumps(options or {}),
+                  "state": "listing", "created": now,
                   "total": 0, "done": 0, "passed_through": 0, "skipped": 0, "failed": 0,
                   "batches_sent": 0, "batches_finished": 0, "list_cursor": ""}
         with self.redis.pipeline() as pipe:
@@ -308,6 +321,10 @@ class JobStore:
             pipe.expire(JOBS_INDEX, JOB_MAX_AGE_SECONDS)
             pipe.execute()
         return job_id
+
+    def options(self, job_id: str) -> dict[str, str]:
+        """The job's own inference settings (empty: the workers' defaults)."""
+        return json.loads(self.redis.hget(self._key(job_id), "options") or "{}")
 
     def spec(self, job_id: str) -> JobSpec:
         raw = self.redis.hget(self._key(job_id), "spec")
@@ -325,11 +342,12 @@ class JobStore:
         done, continued = self.redis.hmget(self._key(job_id), "listing_done", "list_next")
         return done == "1", int(continued or 0)
 
-    def continued(self, job_id: str, chunk: int, from_batch: int, sent: str) -> bool:
+    def continued(self, job_id: str, chunk: int, from_batch: int, sent: str, rate: float) -> bool:
         """Record the listing continuation starting at ``from_batch`` (message ``sent``) before it
-        is queued, in place of this chunk's own record; False if the job no longer exists."""
+        is queued, in place of this chunk's own record, with the seconds per byte it will size
+        its batches by; False if the job no longer exists."""
         return bool(self._continued(keys=[self._key(job_id), self._key(job_id, ":sent")],
-                                    args=[chunk, from_batch, sent, JOB_MAX_AGE_SECONDS]))
+                                    args=[chunk, from_batch, sent, JOB_MAX_AGE_SECONDS, rate]))
 
     def batch_sent(self, job_id: str, batch_no: int, n_keys: int, last_key: str, sent: str) -> bool:
         """Count batch ``batch_no`` and keep its message (``sent``) until it is finished; False if
@@ -397,10 +415,24 @@ class JobStore:
         """-2: not a batch the job sent (or no such job); -1: nothing left to do; 0: open."""
         return int(self._open(keys=self._batch_keys(job_id, batch_no), args=[batch_no]))
 
-    def finish_batch(self, job_id: str, batch_no: int) -> bool:
+    def finish_batch(self, job_id: str, batch_no: int, seconds: float = 0.0, restored_bytes: int = 0) -> bool:
+        """Close a batch; ``seconds`` it took to restore ``restored_bytes`` feed the job's cost
+        measurement (:mod:`worker.sizing`). False if it was closed already (or never sent)."""
         keys = [*self._keys(job_id), self._key(job_id, f":b:{batch_no}")]
         return bool(self._finish_batch(keys=keys, args=[batch_no, time.time(), JOB_TTL_SECONDS,
-                                                        JOB_MAX_AGE_SECONDS]))
+                                                        JOB_MAX_AGE_SECONDS, seconds, restored_bytes]))
+
+    def cost(self, job_id: str) -> tuple[float, int]:
+        """(seconds, bytes) the job's finished batches took and restored, summed."""
+        seconds, restored = self.redis.hmget(self._key(job_id), "cost_seconds", "cost_bytes")
+        return float(seconds or 0), int(restored or 0)
+
+    def list_rate(self, job_id: str) -> float | None:
+        """Seconds per byte the current listing chunk sizes its batches by (None: the first
+        chunk, which uses the prior). Fixed when the chunk was queued, so a chunk run twice
+        cuts the same batches."""
+        rate = self.redis.hget(self._key(job_id), "list_rate")
+        return float(rate) if rate else None
 
     def status(self, job_id: str, failed_limit: int = 1000) -> JobStatus:
         """A snapshot; at most ``failed_limit`` failed keys are included (a job may fail millions)."""
@@ -430,7 +462,7 @@ class JobStore:
             passed_through=int(h.get("passed_through", 0)), skipped=int(h.get("skipped", 0)), failed=int(h.get("failed", 0)),
             created=float(h["created"]), started=number("started"), finished=number("finished"),
             error=h.get("error"), failed_keys=failed_keys,
-            warned=int(h.get("warned", 0)), warnings=warnings,
+            warned=int(h.get("warned", 0)), warnings=warnings, options=json.loads(h.get("options") or "{}"),
         )
 
     def recent(self, limit: int = 100, finished_within: float = 3600.0) -> list[JobStatus]:

@@ -5,15 +5,20 @@ in-process registry and :func:`serve` exposes it with prometheus-client's own HT
 prefork pool would need ``PROMETHEUS_MULTIPROCESS_DIR`` and a multiprocess collector, and custom
 collectors do not work there at all; that is one reason the worker does not use prefork.
 
-Per-job progress and queue depth are not counted here but read from Redis at scrape time by
-custom collectors, so every worker reports the same, exact, cluster-wide numbers (ops should
-aggregate those with ``max`` by job, not ``sum``).
+Per-job progress and queue depth are not counted here but read from Redis by custom
+collectors, so every worker reports the same, exact, cluster-wide numbers (ops should aggregate
+those with ``max`` by job, not ``sum``). They are read by a background thread, not by the scrape
+(:class:`BrokerSnapshot`): with Redis down or refusing connections a scrape used to wait out the
+client's retries (60-150 s), every worker looked down, and nothing named Redis. Now a scrape
+answers at once from what the worker last read, and ``arcnn_broker_up`` says whether that read
+worked.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 
 import redis
 from prometheus_client import (
@@ -24,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from arcnn.jobs.pipeline import STAGES, Observer, Result
 from arcnn.jobs.spec import OUTCOMES
-from worker.jobs import JobStore
+from worker.jobs import JobStore, connect
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,8 @@ STAGE_DURATION = Histogram(
 )
 IMAGES_IN_FLIGHT = Gauge("arcnn_images_in_flight", "Images between fetch and upload.")
 MODEL_LOAD_SECONDS = Gauge("arcnn_model_load_seconds", "Time taken to load each model.", ["model"])
+BROKER_UP = Gauge("arcnn_broker_up", "1 if this worker's last read of Redis (broker and job store) "
+                  "succeeded, 0 if Redis was down or refused it.")
 DEVICE_INFO = Gauge("arcnn_device_info", "Inference device of this worker (value is 1).", ["device"])
 
 
@@ -92,12 +99,7 @@ class JobCollector(Collector):
         progress = GaugeMetricFamily(
             "arcnn_job_progress_ratio", "Fraction of a job's listed keys with an outcome.", labels=["job_id"]
         )
-        try:
-            jobs = self.store.recent()
-        except redis.RedisError as error:  # a scrape must not fail because Redis is restarting
-            log.warning("job metrics unavailable: %s", error)
-            jobs = []
-        for job in jobs:
+        for job in self.store.recent():  # a Redis error is BrokerSnapshot's to handle
             for state in ("total", "done", "passed_through", "skipped", "failed"):
                 images.add_metric([job.id, state], getattr(job, state))
             progress.add_metric([job.id], job.progress)
@@ -115,16 +117,64 @@ class QueueCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily("arcnn_queue_depth", "Messages waiting in a queue.", labels=["queue"])
         for queue in self.queues:
-            try:
-                depth.add_metric([queue], self.client.llen(queue))
-            except redis.RedisError as error:
-                log.warning("queue depth unavailable: %s", error)
+            depth.add_metric([queue], self.client.llen(queue))
         yield depth
 
 
-def serve(port: int, store: JobStore, queues: list[str], device: str, models: list[str],
+class BrokerSnapshot(Collector):
+    """Serves the families that Redis-backed collectors last produced, refreshed by a thread.
+
+    A scrape asks for a refresh and waits at most ``wait`` seconds for it, so with Redis healthy
+    it sees the current numbers and with Redis down it answers from the last good read. The
+    thread also refreshes every ``interval`` seconds between scrapes and sets
+    :data:`BROKER_UP` from each attempt.
+    """
+
+    def __init__(self, collectors: Iterable[Collector], interval: float = 5.0, wait: float = 0.5) -> None:
+        self.collectors = list(collectors)
+        self.interval, self.wait = interval, wait
+        self._cv = threading.Condition()
+        self._families: list[GaugeMetricFamily] = []
+        self._generation = 0
+        self._wanted = True
+        threading.Thread(target=self._run, name="broker-metrics", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._wanted, timeout=self.interval)
+                self._wanted = False
+            try:
+                families = [family for collector in self.collectors for family in collector.collect()]
+            except redis.RedisError as error:
+                log.warning("broker metrics are the last ones read: Redis is unreachable (%s)", error)
+                BROKER_UP.set(0)
+                families = None
+            else:
+                BROKER_UP.set(1)
+            with self._cv:
+                if families is not None:
+                    self._families = families
+                self._generation += 1
+                self._cv.notify_all()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._cv:
+            generation = self._generation
+            self._wanted = True
+            self._cv.notify_all()
+            self._cv.wait_for(lambda: self._generation > generation, timeout=self.wait)
+            families = list(self._families)
+        yield from families
+
+
+def serve(port: int, broker_url: str, queues: list[str], device: str, models: list[str],
           addr: str = "127.0.0.1") -> None:
     """Register the Redis-backed collectors and start the HTTP endpoint (in a daemon thread).
+
+    They read Redis through their own client, which gives up after 2 s and never retries: the
+    worker's own client rides out a Redis restart for a minute, which is right for recording
+    outcomes and wrong for saying whether Redis answers.
 
     The per-model counters of ``models`` (the default model) are exported at 0 from the start:
     Prometheus's ``rate`` cannot count a series' first sample, so a counter that appeared
@@ -138,7 +188,7 @@ def serve(port: int, store: JobStore, queues: list[str], device: str, models: li
         PIXELS_PROCESSED.labels(model=model)
         for outcome in OUTCOMES:
             IMAGES_PROCESSED.labels(outcome=outcome, model=model)
-    REGISTRY.register(JobCollector(store))
-    REGISTRY.register(QueueCollector(store.redis, queues))
+    store = JobStore(connect(broker_url, retries=0, timeout=2.0))
+    REGISTRY.register(BrokerSnapshot([JobCollector(store), QueueCollector(store.redis, queues)]))
     start_http_server(port, addr=addr)
     log.info("metrics on %s:%d/metrics", addr, port)

@@ -34,7 +34,11 @@ class WorkerSettings(Settings):
     ids, and a worker on a public host should not publish them to the world. Containers and
     multi-host setups set 0.0.0.0 (docker-compose.yml does) and keep the port off the internet."""
     list_batch: int = 100
-    """Keys per queued message when a listing streams into the queue."""
+    """The most keys one queued message carries (fewer when they are large: ``batch_seconds``)."""
+    batch_seconds: int = 60
+    """Estimated seconds of work per queued message (:mod:`worker.sizing`): far inside the
+    visibility timeout, and inside compose's two-minute stop grace period, which a stopping
+    worker spends finishing its batches."""
     max_retries: int = 5
     """Retries (with backoff) of transient storage errors before a key is failed."""
     retry_backoff: float = 0.5
@@ -57,5 +61,7 @@ class WorkerSettings(Settings):
         if scheme not in BROKER_SCHEMES:
             raise ValueError(f"ARCNN_BROKER_URL must be a redis:// or rediss:// URL, not {scheme or 'no'}:// "
                              "(the broker is also the job store)")
+        if self.batch_seconds < 1 or self.list_batch < 1:
+            raise ValueError("ARCNN_BATCH_SECONDS and ARCNN_LIST_BATCH must be at least 1")
         if self.redeliver_after < 1:
             raise ValueError(f"ARCNN_REDELIVER_AFTER must be at least 1 second, not {self.redeliver_after}")

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 
 import redis
@@ -29,10 +31,14 @@ from worker.app import QUEUE, app
 from worker.engine import worker_pipeline
 from worker.jobs import LIST_TASK, RESTORE_TASK, TERMINAL, JobStore, message
 from worker.redelivery import task_id
+from worker.sizing import PRIOR_SECONDS_PER_BYTE, BatchCutter, seconds_per_byte
 from worker.settings import WorkerSettings
 from worker.storage import open_storage
 
 log = logging.getLogger(__name__)
+
+JOB_OPTIONS = ("tier", "precision")
+"""Settings a job may carry for itself (``arcnn enqueue --tier``, ``--precision``)."""
 
 LIST_CHUNK = 20
 """Batches one listing task sends before handing over to its continuation."""
@@ -45,12 +51,30 @@ class Runtime:
         self.settings = settings
         self.store = JobStore.from_url(settings.broker_url)
         self.pipeline = pipeline or worker_pipeline(settings)
+        self._pipelines: dict[tuple[tuple[str, str], ...], Pipeline] = {(): self.pipeline}
+        self._pipelines_lock = threading.Lock()
 
     @lru_cache(maxsize=64)  # noqa: B019 (one Runtime per process; specs never change)
-    def job(self, job_id: str) -> tuple[JobSpec, Storage, Storage]:
+    def job(self, job_id: str) -> tuple[JobSpec, Storage, Storage, Pipeline]:
+        """A job's spec, storages and the pipeline that applies its own options."""
         spec = self.store.spec(job_id)
         src, dest = validate(spec)
-        return spec, open_storage(src, self.settings), open_storage(dest, self.settings)
+        return (spec, open_storage(src, self.settings), open_storage(dest, self.settings),
+                self.pipeline_for(self.store.options(job_id)))
+
+    def pipeline_for(self, options: dict[str, str]) -> Pipeline:
+        """The pipeline for a job's options (``tier``, ``precision``): the process's own when they
+        match its settings, else one more pipeline with its own models, made on first use and
+        kept (a worker serving jobs of two tiers holds both tiers' models)."""
+        wanted = {name: value for name, value in sorted(options.items())
+                  if name in JOB_OPTIONS and getattr(self.settings, name) != value}
+        key = tuple(wanted.items())
+        with self._pipelines_lock:
+            if key not in self._pipelines:
+                log.info("a pipeline for jobs with %s", ", ".join(f"{k} {v}" for k, v in key))
+                self._pipelines[key] = worker_pipeline(replace(self.settings, **wanted),
+                                                       self.pipeline.observer)
+            return self._pipelines[key]
 
     def list_chunk(self, job_id: str, from_batch: int) -> None:
         """Send up to :data:`LIST_CHUNK` batches from the recorded cursor, then a continuation."""
@@ -60,16 +84,23 @@ class Runtime:
         if self.store.status(job_id, failed_limit=0).state in TERMINAL:
             return
         try:
-            spec, source, dest = self.job(job_id)
+            spec, source, dest, _ = self.job(job_id)
             if from_batch == 0:
                 self.pipeline.models.check(spec.model)  # fail the job now if the model cannot load
                 check_destination(dest)
             sent, cursor = self.store.list_cursor(job_id)
-            batch: list[list[str]] = []
+            rate = self.store.list_rate(job_id) if from_batch else None
+            cutter = BatchCutter(self.settings.batch_seconds, self.settings.list_batch,
+                                 PRIOR_SECONDS_PER_BYTE if rate is None else rate)
+            batch: list[list] = []
             for group in planned(source, dest, spec, start_after=cursor):
                 for named in group:
-                    batch.append([named.item.key, named.item.etag, named.name or "", named.clash])
-                    if len(batch) == self.settings.list_batch:
+                    if cutter.overflows(named.item.size):
+                        self._send(job_id, sent, batch)
+                        sent, batch = sent + 1, []
+                        cutter.reset()
+                    batch.append([named.item.key, named.item.etag, named.name or "", named.clash, named.item.size])
+                    if cutter.add(named.item.size):
                         self._send(job_id, sent, batch)
                         sent, batch = sent + 1, []
                 if sent - from_batch >= LIST_CHUNK:
@@ -80,7 +111,8 @@ class Runtime:
                         sent, batch = sent + 1, []
                     # recorded first: a crash before it is queued leaves it to the redelivery sweep
                     name = f"l{sent}"
-                    if self.store.continued(job_id, from_batch, sent, message(list_job.name, [job_id, sent])):
+                    rate = seconds_per_byte(*self.store.cost(job_id))
+                    if self.store.continued(job_id, from_batch, sent, message(list_job.name, [job_id, sent]), rate):
                         list_job.apply_async(args=[job_id, sent], queue=QUEUE, task_id=task_id(job_id, name))
                     return
             if batch:
@@ -91,7 +123,7 @@ class Runtime:
             return
         self.store.listing_done(job_id, from_batch)
 
-    def _send(self, job_id: str, batch_no: int, batch: list[list[str]]) -> None:
+    def _send(self, job_id: str, batch_no: int, batch: list[list]) -> None:
         """Count and record first, queue second: a crash in between leaves the recorded message
         to the redelivery sweep (:mod:`worker.redelivery`); a batch already counted by an earlier
         run of this listing chunk is not queued twice."""
@@ -99,7 +131,7 @@ class Runtime:
         if self.store.batch_sent(job_id, batch_no, len(batch), batch[-1][0], message(restore_batch.name, args)):
             restore_batch.apply_async(args=args, queue=QUEUE, task_id=task_id(job_id, f"b{batch_no}"))
 
-    def restore(self, job_id: str, batch_no: int, items: list[list[str]]) -> None:
+    def restore(self, job_id: str, batch_no: int, items: list[list]) -> None:
         """Restore one batch and record each outcome; the batch is closed only when all are in.
 
         A message that is not a batch its job sent (a batch number the job never reached, a job
@@ -114,7 +146,7 @@ class Runtime:
             return
         if state == -1:
             return  # finished already, or its job has ended (cancelled): nothing to do
-        spec, source, dest = self.job(job_id)
+        spec, source, dest, pipeline = self.job(job_id)
 
         def gate(index: int) -> None:
             starts = self.store.begin(job_id, batch_no, index)
@@ -125,20 +157,22 @@ class Runtime:
 
         works = []
         for i, item in enumerate(items):
-            # [key, etag, output name, clash]; a message from before names were sent has two.
-            key, etag, name, clash = (*item, "", "")[:4]
+            # [key, etag, output name, clash, size]; messages from older listers have 2 or 4.
+            key, etag, name, clash = (*item[:4], "", "")[:4]
             works.append(Work(source, dest, key, etag, spec, job_id, gate=lambda i=i: gate(i), tag=i,
                               name=name or None, clash=clash))
-        unsettled = 0
-        for result in self.pipeline.run(works):
+        unsettled, restored_bytes, start = 0, 0, time.monotonic()
+        for result in pipeline.run(works):
             if result.outcome is not None:
                 self.store.record(job_id, batch_no, result.work.tag, result.work.key,
                                   result.outcome, result.reason, result.error, result.warning)
+                if result.outcome == "restored" and len(items[result.work.tag]) > 4:
+                    restored_bytes += items[result.work.tag][4]
             elif result.error:
                 unsettled += 1
         if unsettled:  # the job store was unreachable: retry the batch (settled keys are skipped)
             raise redis.ConnectionError(f"{unsettled} keys of batch {batch_no} could not be started")
-        self.store.finish_batch(job_id, batch_no)
+        self.store.finish_batch(job_id, batch_no, time.monotonic() - start, restored_bytes)
 
 
 def _malformed_batch(job_id: object, batch_no: object, items: object) -> str:
@@ -146,9 +180,10 @@ def _malformed_batch(job_id: object, batch_no: object, items: object) -> str:
     if not isinstance(job_id, str) or not isinstance(batch_no, int) or isinstance(batch_no, bool):
         return "job id must be a string and batch number an integer"
     if not isinstance(items, list) or not all(
-            isinstance(item, list) and 2 <= len(item) <= 4 and all(isinstance(v, str) for v in item)
+            isinstance(item, list) and 2 <= len(item) <= 5 and all(isinstance(v, str) for v in item[:4])
+            and (len(item) < 5 or (isinstance(item[4], int) and not isinstance(item[4], bool)))
             for item in items):
-        return "items must be lists of 2 to 4 strings"
+        return "items must be [key, etag, name, clash, size]: 2 to 4 strings and an optional integer"
     return ""
 
 

@@ -97,9 +97,11 @@ def panels() -> list[dict]:
               [target(QUEUE_DEPTH, "queued", "A")]),
         panel("stat", "Time to drain", "Images left in unfinished jobs divided by the current processing rate.",
               (12, 1, 4, 4), [target(TIME_TO_DRAIN, "time to drain", "A")], unit="s"),
-        panel("stat", "Workers up", "Worker targets answering Prometheus scrapes / all worker targets.", (16, 1, 4, 4),
+        panel("stat", "Workers up", "Worker targets answering Prometheus scrapes / all worker targets / "
+              "workers that can read Redis (arcnn_broker_up).", (16, 1, 4, 4),
               [target('sum(up{job=~"arcnn-worker.*"})', "up", "A"),
-               target('count(up{job=~"arcnn-worker.*"})', "known", "B")]),
+               target('count(up{job=~"arcnn-worker.*"})', "known", "B"),
+               target("sum(arcnn_broker_up)", "reach Redis", "C")]),
         panel("stat", "Failed (share)", "Share of finished images that failed.", (20, 1, 4, 4),
               [target(f'(sum(rate(arcnn_images_processed_total{{outcome="failed", instance=~"$instance"}}[{RATE}]))'
                       f" or vector(0)) / sum(rate(arcnn_images_processed_total{W}[{RATE}]))", "failed", "A")],

@@ -107,12 +107,19 @@ class History:
     counts: dict[int, int] = field(default_factory=dict, compare=False)
     """Non-zero coefficients each estimated frequency had (the weight of its step)."""
 
+    @property
+    def strength(self) -> float | None:
+        """The geometric mean of the steps read (:func:`strength` of a table, on what was seen)."""
+        return float(np.exp(np.mean(np.log(list(self.steps.values()))))) if self.steps else None
+
     def describe(self) -> str:
         """For the per-file line: ``JPEG ~q30 at offset (3,3)``, or that none was found."""
         if not self.jpeg:
             return "no JPEG grid"
-        kind = "JPEG" if self.ijg else "JPEG, non-IJG tables,"
-        return f"{kind} ~q{self.quality} at offset ({self.offset[0]},{self.offset[1]})"
+        where = f"at offset ({self.offset[0]},{self.offset[1]})"
+        if self.ijg:
+            return f"JPEG ~q{self.quality} {where}"
+        return f"JPEG, non-IJG tables, strength {self.strength:.1f} (~q{self.quality}) {where}"
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -255,6 +262,12 @@ def read_grid(y: np.ndarray, offset: tuple[int, int], max_blocks: int = MAX_BLOC
             steps[f] = (best[0], best[2])
             total += best[1]
     return GridReading(offset, steps, total / len(coefficients))
+
+
+def strength(table: list[float] | np.ndarray) -> float:
+    """How coarse a quantisation table is where photos have their coefficients: the geometric
+    mean step over :data:`FREQUENCIES` (natural order table). IJG q90 is 3.1, q50 15.6, q10 78."""
+    return float(np.exp(np.mean(np.log(np.asarray(table, dtype=np.float64)[list(FREQUENCIES)]))))
 
 
 @dataclass(frozen=True)

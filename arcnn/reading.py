@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from arcnn.history import History, equivalent_quality, read_history
+from arcnn.history import History, equivalent_quality, read_history, strength
 
 RESAVE_MARGIN = 5
 """A grid in the pixels overrides the file's IJG tables only when it reads at least this many
@@ -52,9 +52,12 @@ class Reading:
     grey: bool = False
     source: str = ""
     text: str = ""
+    strength: float | None = None
+    """For tables of other shapes: their :func:`~arcnn.history.strength` (what picks the model)."""
 
     def to_json(self) -> dict:
-        return {"codec": self.codec, "quality": self.quality, "ijg": self.ijg, "subsampled": self.subsampled,
+        return {"codec": self.codec, "quality": self.quality, "ijg": self.ijg, "strength": self.strength,
+                "subsampled": self.subsampled,
                 "grey": self.grey, "source": self.source, "read": self.text}
 
 
@@ -121,10 +124,13 @@ def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
         if found and history.quality <= _on_same_steps(table, history) - RESAVE_MARGIN:
             # an earlier, stronger save: IJG's models whenever the pixels or the file say IJG
             return Reading("jpeg", history.quality, history.ijg or file_quality is not None, subsampled, grey,
-                           "pixels", f"pixels: {pixels}; {tables}{chroma}{tail}")
-        text = f"estimated q{quality}" if file_quality is not None else f"non-IJG file tables ~q{quality}"
-        return Reading("jpeg", quality, file_quality is not None, subsampled, grey, "tables", f"{text}{chroma}{tail}")
+                           "pixels", f"pixels: {pixels}; {tables}{chroma}{tail}", history.strength)
+        if file_quality is not None:
+            return Reading("jpeg", quality, True, subsampled, grey, "tables", f"estimated q{quality}{chroma}{tail}")
+        coarse = strength(table)
+        return Reading("jpeg", quality, False, subsampled, grey, "tables",
+                       f"non-IJG file tables, strength {coarse:.1f} (~q{quality}){chroma}{tail}", coarse)
     if found:
         return Reading("jpeg", history.quality, history.ijg, True, grey, "pixels",
-                       f"pixels: {pixels}; no JPEG tables{tail}")
+                       f"pixels: {pixels}; no JPEG tables{tail}", history.strength)
     return Reading("none", None, True, True, grey, "", f"no JPEG tables; pixels: {pixels}{tail}")

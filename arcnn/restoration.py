@@ -126,33 +126,37 @@ def auto_model(quality: int | None, names: list[str], default: str, max_quality:
     return nearest_quality_model(quality, names, tier) or default
 
 
-WEBP_MAX_QUALITY = 85
-"""Lossy WebPs read above this quality pass through: the WebP models were trained at 20-70 and
-none was measured to help beyond (docs/model-choice.md)."""
+WEBP_POLICY = {10: "webp-q20", 20: "webp-q20", 30: "webp-q40", 40: "webp-q70", 50: "webp-q70",
+               60: "webp-q70", 70: PASSTHROUGH, 80: PASSTHROUGH, 90: PASSTHROUGH}
+"""What ``auto`` applies to a lossy WebP by the quality its quantiser reads as (the nearest grid
+point): per quality, the WebP model with the best mean RGB gain on BSDS500 val (full-chroma, 30
+images) among those that made no image more than 0.05 dB worse, else passthrough
+(``python -m training.history_policy``, docs/model-choice.md). From q70 every model made some
+image worse."""
 
 
 def webp_model(quality: int | None, names: list[str]) -> str:
-    """The bundled ``webp-qN`` model nearest a lossy WebP's quality, or passthrough (above
-    :data:`WEBP_MAX_QUALITY`, or none bundled)."""
-    models = {int(m.group(1)): n for n in names if (m := _WEBP_MODELS.match(n))}
-    if quality is None or quality > WEBP_MAX_QUALITY or not models:
+    """The model :data:`WEBP_POLICY` names for a lossy WebP of this quality, if bundled."""
+    if quality is None:
         return PASSTHROUGH
-    return models[min(models, key=lambda q: (abs(q - quality), q))]
+    choice = WEBP_POLICY[min(WEBP_POLICY, key=lambda q: (abs(q - quality), q))]
+    return choice if choice in names else PASSTHROUGH
 
 
-TABLES_MODEL = "jpeg-tables"
-"""The model for JPEG tables no IJG quality produces (blind over random table shapes)."""
-TABLES_MAX_QUALITY = 95
-"""Such JPEGs whose tables are as fine as IJG's q95 or finer pass through."""
+_TABLES_MODELS = re.compile(r"^jpeg-tables-s(\d+)$")
+TABLES_MIN_STRENGTH = 2.5
+"""JPEGs whose non-IJG steps are finer than this (:func:`arcnn.history.strength`; IJG q90 is
+3.1) pass through: no model was measured to help there (docs/model-choice.md)."""
 
 
-def tables_model(quality: int | None, names: list[str], max_quality: int = 100) -> str:
-    """What ``auto`` applies to a JPEG whose steps are not an IJG table's: :data:`TABLES_MODEL`,
-    or passthrough when it is not bundled or the steps are as fine as IJG q95 (or the
-    operator's cut)."""
-    if quality is None or quality >= min(TABLES_MAX_QUALITY, max_quality + 1) or TABLES_MODEL not in names:
+def tables_model(coarseness: float | None, names: list[str]) -> str:
+    """What ``auto`` applies to a JPEG whose steps are not an IJG table's: the bundled
+    ``jpeg-tables-sN`` whose training strength N is nearest (in ratio), or passthrough below
+    :data:`TABLES_MIN_STRENGTH` or when none is bundled."""
+    models = {int(m.group(1)): n for n in names if (m := _TABLES_MODELS.match(n))}
+    if coarseness is None or coarseness < TABLES_MIN_STRENGTH or not models:
         return PASSTHROUGH
-    return TABLES_MODEL
+    return models[min(models, key=lambda s: abs(np.log(s / coarseness)))]
 
 
 class Restorer:
@@ -247,7 +251,7 @@ class Restorer:
         if reading.codec == "webp":
             return webp_model(reading.quality, names)
         if reading.codec == "jpeg" and not reading.ijg:
-            return tables_model(reading.quality, names, self.auto_max_quality)
+            return PASSTHROUGH if reading.quality > self.auto_max_quality else tables_model(reading.strength, names)
         quality = reading.quality if reading.codec == "jpeg" else None
         return auto_model(quality, names, self.default_model, self.auto_max_quality,
                           subsampled=reading.subsampled, tier=self.tier)

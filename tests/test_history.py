@@ -172,3 +172,14 @@ def test_the_chroma_network_adds_no_colour_where_the_decoded_chroma_is_neutral(a
     assert neutral.sum() > 1000
     assert np.array_equal(out[neutral][:, 0], out[neutral][:, 1])
     assert np.array_equal(out[neutral][:, 1], out[neutral][:, 2])
+
+
+def test_webp_and_tables_models_follow_their_measured_rules():
+    from arcnn.restoration import PASSTHROUGH, TABLES_MIN_STRENGTH, WEBP_POLICY, tables_model, webp_model
+
+    names = ["webp-q20", "webp-q40", "webp-q70", "jpeg-tables-s4", "jpeg-tables-s16", "jpeg-q30"]
+    assert webp_model(42, names) == WEBP_POLICY[40] and webp_model(95, names) == PASSTHROUGH
+    assert webp_model(12, ["jpeg-q30"]) == PASSTHROUGH  # the model the policy names is not bundled
+    assert tables_model(15.0, names) == "jpeg-tables-s16" and tables_model(5.0, names) == "jpeg-tables-s4"
+    assert tables_model(TABLES_MIN_STRENGTH / 2, names) == PASSTHROUGH
+    assert tables_model(15.0, ["jpeg-q30"]) == PASSTHROUGH

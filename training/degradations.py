@@ -8,6 +8,7 @@ re-encode) is just a :class:`Chain`. Encoding round-trips through Pillow's real 
 from __future__ import annotations
 
 import io
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -57,33 +58,35 @@ class RandomJPEG:
         return {"type": "random_jpeg", "low": self.low, "high": self.high}
 
 
-def random_table(rng: random.Random, low: int, high: int) -> list[int]:
-    """A luminance-like quantisation table no IJG quality produces, natural order: flat, a ramp
-    in frequency, or the Annex K shape with each entry jittered by up to 35%, at a strength whose
-    smallest step is drawn from [low, high]: the families cameras, image editors and encoders
-    with their own tables (mozjpeg-style, Photoshop-style) write."""
+def random_table(rng: random.Random, low: float, high: float) -> list[int]:
+    """A quantisation table no IJG quality produces, natural order: flat, a ramp in frequency,
+    or the Annex K shape with each entry jittered by up to 35% (the families cameras, image
+    editors and encoders with their own tables write), scaled so that its strength (the
+    geometric mean step over the lowest AC frequencies, :func:`arcnn.history.strength`) is drawn
+    log-uniformly from [low, high]."""
+    from arcnn.history import strength
     from arcnn.quality import STD_LUMA
 
-    base = rng.randint(low, high)
     shape = rng.choice(("flat", "ramp", "jittered"))
     if shape == "flat":
-        table = [base] * 64
+        table = [1.0] * 64
     elif shape == "ramp":
-        slope = rng.uniform(0.5, 4.0)
-        table = [base + slope * (i // 8 + i % 8) for i in range(64)]
+        slope = rng.uniform(0.1, 0.6)
+        table = [1.0 + slope * (i // 8 + i % 8) for i in range(64)]
     else:
-        scale = base / 10.0
-        table = [v * scale * rng.uniform(0.65, 1.35) for v in STD_LUMA]
-    return [max(1, min(255, round(v))) for v in table]
+        table = [v * rng.uniform(0.65, 1.35) for v in STD_LUMA]
+    target = math.exp(rng.uniform(math.log(low), math.log(high)))
+    scale = target / strength(table)
+    return [max(1, min(255, round(v * scale))) for v in table]
 
 
 @dataclass(frozen=True)
 class RandomTables:
-    """JPEG (4:2:0) with a fresh :func:`random_table` for luma and chroma on every image: the
-    training degradation of the model for tables of any shape."""
+    """JPEG (4:2:0) with a fresh :func:`random_table` for luma and chroma on every image, of a
+    strength in [low, high]: the training degradation of the models for tables of any shape."""
 
-    low: int
-    high: int
+    low: float
+    high: float
     rng: random.Random = field(default_factory=lambda: random.Random(0), compare=False, repr=False)
 
     def __call__(self, img: Image.Image) -> Image.Image:

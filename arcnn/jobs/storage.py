@@ -37,9 +37,12 @@ META_ETAG = "arcnn-source-etag"
 META_SIZE = "arcnn-source-size"
 META_MODEL = "arcnn-model"
 META_JOB = "arcnn-job"
+META_READ = "arcnn-read"
 """What is recorded with every output (S3 user metadata is case-insensitive and comes back
 lower-case): the source's ETag and size, the model applied (its label, e.g. ``jpeg-q20+colour``
-or ``passthrough``) and the job id (empty outside queued jobs)."""
+or ``passthrough``), the job id (empty outside queued jobs) and what was read of the source's
+history and why the model was chosen (:attr:`arcnn.restoration.Choice.why`, e.g. ``pixels: JPEG
+~q30 at offset (3,3); file tables q90, 4:2:0``)."""
 
 META_DIR = ".arcnn-meta"
 """Folder under a local destination root that holds each output's metadata (S3 has headers)."""

@@ -1,0 +1,119 @@
+"""Measure the choices ``auto`` makes from an input's history, on BSDS500 val (never a test set).
+
+Three questions, each answered per degradation level with the mean and the worst image's RGB
+PSNR gain over the input (the same no-worse rule as the JPEG policy: no image more than 0.05 dB
+worse), on BSDS500 val reduced 2x2 (full-resolution chroma ground truth, as the chroma network
+was trained; BSDS500's own JPEGs carry 4:2:0 chroma):
+
+1. **WebP**: the nearest ``webp-qN`` model against passthrough, at each WebP quality: where the
+   models stop helping is :data:`arcnn.restoration.WEBP_MAX_QUALITY`.
+2. **JPEG histories read from pixels** (a PNG of a JPEG: no tables, no subsampling flag): the
+   IJG model of the quality read, with and without the chroma network (conditioned on the
+   quality read, 4:2:0 assumed).
+3. **Tables of other shapes** (random flat / ramp / jittered tables of a strength range,
+   ``training.degradations``): the ``jpeg-tables-sN`` model of the nearest strength, with and
+   without the chroma network, against the IJG model of the equivalent quality: where they stop
+   helping is :data:`arcnn.restoration.TABLES_MIN_STRENGTH`.
+
+    python -m training.history_policy ../shared/data/BSDS500/val
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from arcnn.evaluation import rgb_psnr
+from arcnn.images import decode_image, list_images
+from arcnn.registry import bundled
+from arcnn.restoration import PASSTHROUGH, TABLES_MIN_STRENGTH, Choice, Restorer, nearest_quality_model, tables_model
+from training.colour_data import full_chroma
+from training.degradations import random_table
+
+
+def _bytes(img: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def _gains(restorer: Restorer, truths: list[Image.Image], make, choices: dict[str, object]) -> dict:
+    """{choice name: (mean gain, worst gain)}; ``choices`` maps a name to a Choice or a function
+    of the decoded image giving one."""
+    rows = {name: [] for name in choices}
+    for truth in truths:
+        decoded = decode_image(make(truth), 10**9)
+        ref = np.asarray(truth)
+        base = rgb_psnr(ref, np.asarray(decoded.convert("RGB")))
+        for name, choice in choices.items():
+            picked = choice(decoded) if callable(choice) else choice
+            out = np.asarray(restorer.restore(decoded, picked).convert("RGB"))
+            rows[name].append(rgb_psnr(ref, out) - base)
+    return {name: (float(np.mean(g)), float(np.min(g))) for name, g in rows.items()}
+
+
+def _fmt(result: dict) -> str:
+    return " | ".join(f"{mean:+.3f} ({worst:+.3f})" for mean, worst in result.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("val", type=Path)
+    parser.add_argument("--images", type=int, default=30)
+    args = parser.parse_args()
+    truths = []
+    for path in list_images([args.val])[: args.images]:
+        with Image.open(path) as img:
+            truths.append(full_chroma(img))
+    restorer = Restorer("auto", "cpu", precision="fp32")
+    names = list(bundled())
+    webp_models = sorted((n for n in names if n.startswith("webp-q")), key=lambda n: int(n[6:]))
+
+    print("| WebP quality | " + " | ".join(webp_models) + " | mean (worst) gain |")
+    print("|---|" + "---|" * len(webp_models) + "---|")
+    for quality in (10, 20, 30, 40, 50, 60, 70, 80, 90):
+        result = _gains(restorer, truths, lambda t, q=quality: _bytes(t, "WEBP", quality=q),
+                        {m: Choice(m) for m in webp_models})
+        print(f"| {quality} | {_fmt(result)} | |")
+
+    print("\n| PNG of a JPEG at | luma only | luma + chroma network |")
+    print("|---|---|---|")
+    for quality in (10, 30, 50, 70, 80, 90):
+        model = nearest_quality_model(quality, names) or PASSTHROUGH
+
+        def png(t: Image.Image, q: int = quality) -> bytes:
+            return _bytes(Image.open(io.BytesIO(_bytes(t, "JPEG", quality=q))).convert("RGB"), "PNG")
+
+        result = _gains(restorer, truths, png, {"luma": Choice(model), "both": Choice(model, (quality, True))})
+        print(f"| q{quality} ({model}) | {_fmt(result)} |")
+
+    print("\n| random tables, strength | jpeg-tables-sN (nearest) | + chroma network | "
+          "IJG model of the equivalent quality |")
+    print("|---|---|---|---|")
+    for low, high in ((2, 3), (3, 6), (6, 12), (12, 24), (24, 48), (48, 96)):
+        rng = random.Random(low)
+
+        def tables(t: Image.Image) -> bytes:
+            table = random_table(rng, low, high)
+            return _bytes(t, "JPEG", qtables=[table, table], subsampling=2)
+
+        def nearest(decoded: Image.Image, chroma: bool = False) -> Choice:
+            reading = restorer.read(decoded)
+            model = tables_model(max(reading.strength, TABLES_MIN_STRENGTH), names)
+            return Choice(model, (reading.quality, True) if chroma else None)
+
+        def equivalent(decoded: Image.Image) -> Choice:
+            return Choice(nearest_quality_model(restorer.read(decoded).quality, names) or PASSTHROUGH)
+
+        result = _gains(restorer, truths, tables, {"tables": nearest, "chroma": lambda d: nearest(d, True),
+                                                   "ijg": equivalent})
+        print(f"| {low}-{high} | {_fmt(result)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -66,14 +66,14 @@ bounds what one outlier costs a step's score."""
 MIN_COEFFICIENTS = 30
 """A frequency's step is estimated only from at least this many non-zero coefficients."""
 
-SCREEN, SCREEN_BLOCKS = 3, 256
+SCREEN, SCREEN_BLOCKS = 3, 160
 """A grid is first read on its 3 lowest frequencies in 256 of its blocks, and given up there if
 they show no lattice (:func:`read_grid`)."""
 
 PROFILE_LINES = 512
 """Rows (columns) the blockiness profile of the columns (rows) is taken over."""
 
-MAX_VALUES = 256
+MAX_VALUES = 160
 """Coefficients per frequency the steps are scored on: a low frequency of a photo has hundreds
 that are not zero, and 256 place its step as well as all of them (the sums are scaled back)."""
 

@@ -317,6 +317,59 @@ def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, 
     assert whole["b.png"] == "b.png.png" and whole["a4.jpg"] == "a4.png"
 
 
+def test_a_restarted_listing_names_every_key_as_a_whole_listing_would(tmp_path: Path, redis_server, monkeypatch) -> None:  # noqa: F811
+    """A listing chunk that dies after sending some batches is run again from the last key sent.
+    With batches cut by count, that key could sit inside a stem group (b.jpg, b.png), and the
+    rerun named b.png alone ("b.png", not "b.png.png"). Messages now hold whole groups."""
+    import base64
+    import json
+
+    from arcnn.jobs.listing import planned
+    from arcnn.jobs.locations import parse_location
+    from worker import tasks
+    from worker.app import QUEUE, app, configure
+    from worker.engine import worker_pipeline
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    keys = [f"a{i}.jpg" for i in range(5)] + ["b.jpg", "b.png", "c.jpg"]
+    for key in keys:
+        (src / key).write_bytes(b"x")
+    settings = WorkerSettings(broker_url=redis_server.url, list_batch=3, device="cpu")
+    configure(settings)
+    app._after_fork()
+    runtime = tasks.Runtime(settings, worker_pipeline(settings))
+    client = redis_server.client()
+    client.delete(QUEUE)
+    spec = JobSpec(str(src), str(dest), model="passthrough")
+    job_id = runtime.store.create(spec)
+    send = runtime._send
+    calls = []
+
+    def dying_send(*args: object) -> None:  # the worker is killed after its second message
+        if len(calls) == 2:
+            raise SystemExit("killed")
+        calls.append(args)
+        send(*args)
+
+    monkeypatch.setattr(runtime, "_send", dying_send)
+    with pytest.raises(SystemExit):
+        runtime.list_chunk(job_id, 0)
+    monkeypatch.setattr(runtime, "_send", send)
+    runtime.list_chunk(job_id, 0)  # the same chunk, redelivered
+    assert runtime.store.listing_position(job_id)[0]
+    items = []
+    for raw in reversed(client.lrange(QUEUE, 0, -1)):
+        message = json.loads(raw)
+        if message["headers"]["task"] == "arcnn.restore_batch":
+            items += json.loads(base64.b64decode(message["body"]))[0][2]
+    client.delete(QUEUE)
+    source = LocalStorage(parse_location(str(src)))
+    whole = {n.item.key: n.name for g in planned(source, LocalStorage(parse_location(str(dest))), spec) for n in g}
+    assert [item[0] for item in items] == keys  # each key once, in order
+    assert {item[0]: item[2] for item in items} == whole and whole["b.png"] == "b.png.png"
+
+
 def test_nothing_a_job_leaves_in_redis_lives_forever(redis_server) -> None:  # noqa: F811
     from worker.jobs import JOB_MAX_AGE_SECONDS, JOB_TTL_SECONDS, JOBS_INDEX
 

@@ -32,26 +32,33 @@ def seconds_per_byte(measured_seconds: float, measured_bytes: int) -> float:
 
 class BatchCutter:
     """Fills one message at a time: up to ``target_seconds`` of estimated work or ``max_keys``
-    keys. A key that would push a non-empty message past the target starts the next one, so a
-    key costlier than the target travels alone."""
+    keys. Keys come in naming groups (keys sharing a stem, :mod:`arcnn.naming`), which are
+    never split below ``max_keys``: a group that would push a non-empty message past either
+    limit starts the next one, so a restarted listing, which resumes after the last key sent,
+    always resumes after a whole group and names its keys as one whole listing would."""
 
     def __init__(self, target_seconds: float, max_keys: int, rate: float) -> None:
         self.target_seconds, self.max_keys, self.rate = target_seconds, max_keys, rate
         self.keys, self.seconds = 0, 0.0
 
-    def overflows(self, size: int) -> bool:
-        """True if the message must be sent before a key of ``size`` bytes joins it (then
-        :meth:`reset`)."""
-        return self.keys > 0 and self.seconds + max(size, 1) * self.rate > self.target_seconds
+    def overflows(self, size: int, keys: int = 1) -> bool:
+        """True if the message must be sent before ``keys`` keys of ``size`` bytes in all join
+        it (then :meth:`reset`)."""
+        return self.keys > 0 and (self.keys + keys > self.max_keys
+                                  or self.seconds + self._cost(size, keys) > self.target_seconds)
 
-    def add(self, size: int) -> bool:
-        """Count a key of ``size`` bytes into the message; True when it is full (then send it)."""
-        self.keys += 1
-        self.seconds += max(size, 1) * self.rate
+    def add(self, size: int, keys: int = 1) -> bool:
+        """Count ``keys`` keys of ``size`` bytes in all into the message; True when it is full
+        (then send it)."""
+        self.keys += keys
+        self.seconds += self._cost(size, keys)
         full = self.keys >= self.max_keys or self.seconds >= self.target_seconds
         if full:
             self.reset()
         return full
+
+    def _cost(self, size: int, keys: int) -> float:
+        return max(size, keys) * self.rate
 
     def reset(self) -> None:
         self.keys, self.seconds = 0, 0.0

@@ -94,13 +94,17 @@ class Runtime:
                                  PRIOR_SECONDS_PER_BYTE if rate is None else rate)
             batch: list[list] = []
             for group in planned(source, dest, spec, start_after=cursor):
-                for named in group:
-                    if cutter.overflows(named.item.size):
+                # whole naming groups per message (a group over ARCNN_LIST_BATCH keys is split)
+                for part in (group[i:i + self.settings.list_batch]
+                             for i in range(0, len(group), self.settings.list_batch)):
+                    size = sum(named.item.size for named in part)
+                    if cutter.overflows(size, len(part)):
                         self._send(job_id, sent, batch)
                         sent, batch = sent + 1, []
                         cutter.reset()
-                    batch.append([named.item.key, named.item.etag, named.name or "", named.clash, named.item.size])
-                    if cutter.add(named.item.size):
+                    batch += [[named.item.key, named.item.etag, named.name or "", named.clash, named.item.size]
+                              for named in part]
+                    if cutter.add(size, len(part)):
                         self._send(job_id, sent, batch)
                         sent, batch = sent + 1, []
                 if sent - from_batch >= LIST_CHUNK:

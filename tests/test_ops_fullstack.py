@@ -246,7 +246,8 @@ def test_prometheus_shows_positive_throughput_from_the_dashboard_expressions(sta
     images = prom_query(stack, grafana_to_promql(panel_expr("Job images", "A")))
     counts = {s["metric"]["state"]: float(s["value"][1]) for s in images
               if s["metric"]["job_id"] == job_id}
-    assert counts == {"total": N_IMAGES, "done": N_IMAGES, "skipped": 0, "failed": 0}, counts
+    assert counts == {"total": N_IMAGES, "done": N_IMAGES, "passed_through": 0, "skipped": 0,
+                      "failed": 0}, counts
     queue = prom_query(stack, grafana_to_promql(panel_expr("Queue depth", "A")))
     assert queue and all(float(s["value"][1]) == 0 for s in queue), queue
     devices = prom_query(stack, grafana_to_promql(panel_expr("Workers", "A")))

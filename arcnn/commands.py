@@ -76,7 +76,7 @@ def overridden(settings: SettingsT, **given: object) -> SettingsT:
 
 
 def output_options(command: Callable) -> Callable:
-    """The options about what is written, shared by ``arcnn restore`` and ``arcnn run``."""
+    """The options about what is written, shared by ``arcnn restore``, ``run`` and ``enqueue``."""
     options = [
         click.option("--output-quality", type=click.IntRange(1, 100), default=DEFAULT_QUALITY, show_default=True,
                      help="Quality of JPEG and WebP outputs (PNG is lossless). A passthrough written in its "
@@ -84,6 +84,15 @@ def output_options(command: Callable) -> Callable:
         click.option("--suffix", default="", metavar="TEXT",
                      help="Added to each output's name before the extension: a.jpg -> a_restored.png "
                           "with --suffix _restored."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def report_options(command: Callable) -> Callable:
+    """The options about what is reported, shared by ``arcnn restore`` and ``arcnn run``."""
+    options = [
         click.option("--dry-run", is_flag=True,
                      help="Say what would be done to each file (its model and why, or skipped) and write nothing."),
         click.option("--json", "as_json", is_flag=True,
@@ -165,6 +174,7 @@ def drive(pipeline: Pipeline, works: Iterable[Work], shown: Callable[[Result], t
               help="Allow the output folder inside an input folder, or the same folder. Outputs are never "
                    "taken as inputs, and an input is never replaced.")
 @output_options
+@report_options
 @inference_options
 def restore_command(paths: tuple[Path, ...], output: str, model: str, fmt: str | None, include: str | None,
                     overwrite: bool, allow_overlap: bool, output_quality: int, suffix: str, dry_run: bool,

@@ -44,3 +44,14 @@ def test_metrics_label_passthroughs_as_their_own_outcome(tmp_path: Path) -> None
     MetricsObserver().finished(Result(work, "passed_through", model="passthrough", pixels=100, written=10), False)
     assert (count("passed_through", "passthrough"), count("restored", "passthrough")) == (before[0] + 1, before[1])
     assert PIXELS_PROCESSED.labels(model="passthrough")._value.get() == pixels + 100
+
+
+def test_a_queued_job_carries_its_output_quality_and_suffix(redis_server, tmp_path: Path) -> None:  # noqa: F811
+    from worker_support import base_env, cli
+
+    (tmp_path / "in").mkdir()
+    env = base_env(redis_server.url, "http://127.0.0.1:1")
+    job = cli(env, "enqueue", str(tmp_path / "in"), "--dest", str(tmp_path / "out"), "--format", "keep",
+              "--output-quality", "80", "--suffix", "_clean").stdout.strip()
+    spec = JobStore.from_url(redis_server.url).spec(job)
+    assert (spec.fmt, spec.quality, spec.suffix) == ("keep", 80, "_clean")

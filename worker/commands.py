@@ -20,7 +20,7 @@ import click
 import redis
 from tqdm import tqdm
 
-from arcnn.commands import drive, inference_options, output_options, overridden
+from arcnn.commands import drive, inference_options, output_options, overridden, report_options
 from arcnn.errors import ArcnnError
 from arcnn.jobs.locations import Location
 from arcnn.jobs.spec import FORMATS, JobSpec, SpecError
@@ -65,12 +65,13 @@ def _spec(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: s
 
 @click.command()
 @_job_options
+@output_options
 @click.option("--tier", type=click.Choice(TIERS),
               help="Models auto picks from, for this job (default: each worker's ARCNN_TIER).")
 @click.option("--precision", type=click.Choice(PRECISIONS),
               help="Inference precision for this job (default: each worker's ARCNN_PRECISION).")
 def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str | None,
-            allow_overlap: bool, tier: str | None, precision: str | None) -> None:
+            allow_overlap: bool, output_quality: int, suffix: str, tier: str | None, precision: str | None) -> None:
     """Start a job restoring every image under SRC into DEST; prints the job id at once.
 
     Workers list SRC page by page and queue the keys in batches, so this returns immediately
@@ -80,7 +81,8 @@ def enqueue(src: str, dest: str, model: str, fmt: str, overwrite: bool, include:
     from worker.app import QUEUE, configure
     from worker.redelivery import task_id
 
-    spec, src_location, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap)
+    spec, src_location, dest_location = _spec(src, dest, model, fmt, overwrite, include, allow_overlap,
+                                              quality=output_quality, suffix=suffix)
     settings = settings_from_env()
     store = reachable_store(settings.broker_url)
     _check_source(src_location, settings)
@@ -309,6 +311,7 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
 @click.command()
 @_job_options
 @output_options
+@report_options
 @inference_options
 def run(src: str, dest: str, model: str, fmt: str, overwrite: bool, include: str | None,
         allow_overlap: bool, output_quality: int, suffix: str, dry_run: bool, as_json: bool,

@@ -77,6 +77,32 @@ def test_sigkilled_worker_loses_nothing_and_counts_stay_exact(bucket, redis_for_
     assert unfinished and unfinished <= _task_ids(survivor.log(), "received")
 
 
+def test_a_batch_held_by_a_killed_worker_comes_back_without_waiting_for_the_visibility_timeout(
+        bucket, redis_for_test, workers) -> None:  # noqa: F811
+    """With the default one-hour visibility timeout, a SIGKILLed worker's batches used to wait an
+    hour in ``unacked``; the sweep sees that the worker that started them has no heartbeat."""
+    n = 24
+    for i in range(n):
+        bucket.put(f"in/{i:03d}.jpg", jpeg(i, width=256, height=256))
+    env = base_env(redis_for_test.url, bucket.url, ARCNN_VISIBILITY_TIMEOUT="3600", ARCNN_REDELIVER_AFTER="3")
+    victim, survivor = workers(env), workers(env)
+    victim.wait_ready(), survivor.wait_ready()
+    job_id = _enqueue(env)
+
+    def victim_busy() -> bool:
+        log = victim.log()
+        return bool(_task_ids(log, "received") - _task_ids(log, "succeeded")) and \
+            _progress(redis_for_test.url, job_id) >= 2
+
+    wait_for(victim_busy, 120, 0.05, "the victim mid-batch")
+    victim.kill()
+    status = wait_job(redis_for_test.url, job_id, timeout=180, workers=(victim, survivor))
+    assert (status["state"], status["total"], status["done"], status["skipped"], status["failed"]) == \
+        ("done", n, n, 0, 0)
+    assert bucket.keys("out/") == [f"out/{i:03d}.png" for i in range(n)]
+    assert "being run by a live worker" in survivor.log()
+
+
 def test_redis_restart_mid_job_workers_reconnect_and_finish(bucket, redis_for_test, workers) -> None:  # noqa: F811
     n = 24
     for i in range(n):
@@ -195,7 +221,7 @@ def test_a_batch_lost_off_the_queue_is_sent_again_and_counts_stay_exact(tmp_path
     assert (status["state"], status["total"], status["done"], status["skipped"], status["failed"]) == \
         ("done", n, n, 0, 0)
     assert sorted(p.name for p in dest.glob("*.png")) == [f"{i:03d}.png" for i in range(n)]
-    assert "message b0 (arcnn.restore_batch) is neither queued nor being run" in worker.log()
+    assert "message b0 (arcnn.restore_batch) is neither queued nor being run by a live worker" in worker.log()
 
 
 def test_garbage_on_the_queue_is_dropped_and_the_worker_goes_on(bucket, redis_for_test, workers) -> None:  # noqa: F811

@@ -440,9 +440,23 @@ def test_the_sweep_sends_again_only_what_is_nowhere_for_the_whole_delay(redis_se
     client.delete("sweep-q", "unacked")
     assert sweep(store, "sweep-q", send, redeliver_after=30, now=3000.0) == 0  # missing again: restart the clock
     assert set(store.sent(job)[1]) == {"l0", "b0", "b1", "b2"}
+    # held unacknowledged by a worker that started it: left alone while its heartbeat lives,
+    # sent again once the worker has died
+    from worker.redelivery import beat
+
+    client.hset("unacked", "tag", json.dumps([json.loads(envelope("b1")), "", "sweep-q"]))
+    client.lpush("sweep-q", envelope("l0"), envelope("b0"), envelope("b2"))
+    store.running(job, "b1", "host:42")
+    beat(client, "host:42", 60)
+    assert sweep(store, "sweep-q", send, redeliver_after=30, now=4000.0) == 0
+    assert sweep(store, "sweep-q", send, redeliver_after=30, now=4100.0) == 0
+    client.delete("arcnn:worker:host:42")  # SIGKILLed: its heartbeat lapses
+    assert sweep(store, "sweep-q", send, redeliver_after=30, now=5000.0) == 0
+    assert sweep(store, "sweep-q", send, redeliver_after=30, now=5030.0) == 1
+    assert sent[-1][1][:2] == [job, 1]
     store.cancel(job)
     assert sweep(store, "sweep-q", send, redeliver_after=30, now=9000.0) == 0  # an ended job is left alone
-    assert len(sent) == 1
+    assert len(sent) == 2
 
 
 def test_only_batches_a_job_sent_are_accepted(redis_server) -> None:  # noqa: F811

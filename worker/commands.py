@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -282,7 +281,7 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
     runtime = Runtime(settings, worker_pipeline(settings, metrics.MetricsObserver()))
     install(runtime)
     Sweeper(runtime.store, QUEUE, lambda task, args, tid: app.send_task(task, args=args, task_id=tid, queue=QUEUE),
-            settings.redeliver_after, owner=f"{socket.gethostname()}:{os.getpid()}").start()
+            settings.redeliver_after, owner=runtime.owner).start()
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
         try:

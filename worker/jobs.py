@@ -18,7 +18,8 @@ Keys (``{j}`` is ``arcnn:job:<id>``): ``{j}`` hash (spec, state, counters), ``{j
 indices of open batch n), ``{j}:attempts`` hash (starts of unfinished keys, for poison detection),
 ``{j}:sent`` hash (every message of the job sent and not yet finished: ``b<n>`` batch n, ``l<n>``
 the listing chunk from batch n; what :mod:`worker.redelivery` sends again when one is lost),
-``{j}:missing`` hash (when the redelivery sweep first saw a sent message nowhere in Redis);
+``{j}:missing`` hash (when the redelivery sweep first saw a sent message nowhere in Redis),
+``{j}:running`` hash (message -> the worker that started it, whose heartbeat the sweep checks);
 ``arcnn:jobs`` sorted set of job ids by creation time; ``arcnn:jobs:active`` set of unfinished jobs.
 
 Only messages the job sent are accepted: a batch number outside ``0 <= n < batches_sent``, or a
@@ -160,7 +161,8 @@ end
 """
 
 _LISTING_DONE = _MAYBE_DONE + """
--- KEYS: job, failed, batches, attempts, warnings, sent, missing. ARGV: now, ttl, chunk's first batch.
+-- KEYS: job, failed, batches, attempts, warnings, sent, missing, running.
+-- ARGV: now, ttl, chunk's first batch.
 if not redis.call('HGET', KEYS[1], 'state') then return end
 redis.call('HDEL', KEYS[6], 'l' .. ARGV[3])
 redis.call('HDEL', KEYS[7], 'l' .. ARGV[3])
@@ -209,7 +211,7 @@ return 1
 """
 
 _FINISH_BATCH = _MAYBE_DONE + _OPEN_BATCH + """
--- KEYS: job, failed, batches, attempts, warnings, sent, missing, batch set.
+-- KEYS: job, failed, batches, attempts, warnings, sent, missing, running, batch set.
 -- ARGV: batch_no, now, ttl, max age, seconds the batch took, bytes it restored.
 if open_batch(KEYS[1], KEYS[3], ARGV[1]) < 0 then return 0 end
 if tonumber(ARGV[6]) > 0 then
@@ -218,11 +220,11 @@ if tonumber(ARGV[6]) > 0 then
 end
 redis.call('SETBIT', KEYS[3], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[3], ARGV[4])
-redis.call('DEL', KEYS[8])
+redis.call('DEL', KEYS[9])
 redis.call('HDEL', KEYS[6], 'b' .. ARGV[1])
 redis.call('HDEL', KEYS[7], 'b' .. ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'batches_finished', 1)
-maybe_done(KEYS[1], ARGV[2], ARGV[3], {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]})
+maybe_done(KEYS[1], ARGV[2], ARGV[3], {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]})
 return 1
 """
 
@@ -294,7 +296,7 @@ class JobStore:
 
     def _keys(self, job_id: str) -> list[str]:
         return [self._key(job_id, s) for s in ("", ":failed", ":batches", ":attempts", ":warnings",
-                                                 ":sent", ":missing")]
+                                                 ":sent", ":missing", ":running")]
 
     def create(self, spec: JobSpec, options: dict[str, str] | None = None) -> str:
         """Record a new job and its first listing message (:data:`LIST_TASK` from batch 0), which
@@ -383,6 +385,19 @@ class JobStore:
             pipe.hgetall(self._key(job_id, ":missing"))
             sent, missing = pipe.execute()
         return sent, {name: float(since) for name, since in missing.items()}
+
+    def running(self, job_id: str, name: str, owner: str) -> None:
+        """Note that worker ``owner`` has started message ``name`` (it holds it unacknowledged):
+        if the worker dies, the redelivery sweep need not wait out the visibility timeout."""
+        key = self._key(job_id, ":running")
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, name, owner)
+            pipe.expire(key, JOB_MAX_AGE_SECONDS)
+            pipe.execute()
+
+    def runners(self, job_id: str) -> dict[str, str]:
+        """Message name -> the worker that last started it (finished ones may linger)."""
+        return self.redis.hgetall(self._key(job_id, ":running"))
 
     def seen_missing(self, job_id: str, name: str, since: float | None) -> None:
         """Note when message ``name`` was first seen missing (None: it has been seen again)."""

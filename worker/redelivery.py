@@ -14,8 +14,16 @@ compares each unfinished job's outstanding messages with what the queue and ``un
 above, a few microseconds) is seen again at the next sweep and never re-sent. Sending again is
 safe: finished keys are skipped and every count is recorded once (:mod:`worker.jobs`).
 
-Bound: a lost message is queued again within ``ARCNN_REDELIVER_AFTER`` plus two sweep intervals
-(:func:`interval`) of its loss, while any worker is running.
+A message a worker has *started* is also recorded with that worker's name
+(:meth:`~worker.jobs.JobStore.running`), and every worker keeps a heartbeat key alive in Redis
+(:data:`HEARTBEAT_TTL` intervals). A message that is only unacknowledged, held by a worker whose
+heartbeat has lapsed (SIGKILLed, its host gone), counts as missing too: it is sent again instead
+of waiting out ``ARCNN_VISIBILITY_TIMEOUT`` (an hour by default). kombu restores the dead
+worker's copy later; by then its batch is finished and it is skipped without any I/O.
+
+Bounds, while any worker is running: a lost message is queued again within
+``ARCNN_REDELIVER_AFTER`` plus two sweep intervals (:func:`interval`) of its loss; a message
+held by a dead worker within that plus :data:`HEARTBEAT_TTL` intervals of its death.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ from worker.jobs import JobStore
 log = logging.getLogger(__name__)
 
 LOCK = "arcnn:redelivery:lock"
+HEARTBEAT = "arcnn:worker:{owner}"
+"""A live worker's key; it expires :data:`HEARTBEAT_TTL` sweep intervals after its last beat."""
+HEARTBEAT_TTL = 3
 UNACKED = "unacked"
 """kombu's hash of delivered, unacknowledged messages (``unacked_key``, its default)."""
 
@@ -51,23 +62,36 @@ def interval(redeliver_after: int) -> float:
     return max(1.0, min(10.0, redeliver_after / 3))
 
 
-def present(client: redis.Redis, queue: str) -> set[tuple[str, str]]:
-    """(job id, message name) of every job message in the queue or unacknowledged, read at once."""
+def present(client: redis.Redis, queue: str) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(job id, message name) of every job message (queued, unacknowledged), read at once."""
     with client.pipeline(transaction=True) as pipe:
         pipe.lrange(queue, 0, -1)
         pipe.hvals(UNACKED)
         queued, unacked = pipe.execute()
-    found = set()
-    for raw in queued:
-        found.add(_message_of(raw))
+    held = set()
     for raw in unacked:
         try:
-            envelope = json.loads(raw)[0]
+            held.add(_message_of(json.loads(raw)[0]))
         except (ValueError, TypeError, KeyError, IndexError):
             continue
-        found.add(_message_of(envelope))
-    found.discard(None)
-    return found  # type: ignore[return-value]
+    waiting = {_message_of(raw) for raw in queued}
+    waiting.discard(None)
+    held.discard(None)
+    return waiting, held  # type: ignore[return-value]
+
+
+def beat(client: redis.Redis, owner: str, seconds: float) -> None:
+    """Say that worker ``owner`` is alive for the next ``seconds``."""
+    client.set(HEARTBEAT.format(owner=owner), 1, ex=max(1, int(seconds)))
+
+
+def alive(client: redis.Redis, owners: set[str]) -> set[str]:
+    """The workers among ``owners`` whose heartbeat has not lapsed."""
+    ordered = sorted(owners)
+    with client.pipeline(transaction=False) as pipe:
+        for owner in ordered:
+            pipe.exists(HEARTBEAT.format(owner=owner))
+        return {owner for owner, found in zip(ordered, pipe.execute(), strict=True) if found}
 
 
 def _message_of(envelope: object) -> tuple[str, str] | None:
@@ -87,13 +111,17 @@ Send = Callable[[str, list, str], None]
 def sweep(store: JobStore, queue: str, send: Send, redeliver_after: float, now: float | None = None) -> int:
     """One pass over the unfinished jobs; returns how many messages were sent again."""
     now = time.time() if now is None else now
-    seen = present(store.redis, queue)
+    waiting, held = present(store.redis, queue)
     resent = 0
     for job_id in store.active():
         sent, missing = store.sent(job_id)
+        runners = store.runners(job_id)
+        live = alive(store.redis, {runners[name] for name in sent if name in runners})
         for name, raw in sent.items():
             since = missing.get(name)
-            if (job_id, name) in seen:
+            # held by a worker: fine unless that worker started it and has since died
+            held_alive = (job_id, name) in held and (name not in runners or runners[name] in live)
+            if (job_id, name) in waiting or held_alive:
                 if since is not None:
                     store.seen_missing(job_id, name, None)
                 continue
@@ -105,8 +133,8 @@ def sweep(store: JobStore, queue: str, send: Send, redeliver_after: float, now: 
                 except (ValueError, TypeError):
                     log.error("job %s: message %s is recorded unreadably (%r): cannot send it again", job_id, name, raw)
                     continue
-                log.warning("job %s: message %s (%s) is neither queued nor being run since %.0f s: sending it again",
-                            job_id, name, task, now - since)
+                log.warning("job %s: message %s (%s) is neither queued nor being run by a live worker since %.0f s: "
+                            "sending it again", job_id, name, task, now - since)
                 send(task, args, task_id(job_id, name))
                 store.seen_missing(job_id, name, None)
                 resent += 1
@@ -132,8 +160,9 @@ class Sweeper:
         self._stop.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
             try:
+                beat(self.store.redis, self.owner, self.interval * HEARTBEAT_TTL)
                 # the lock lapses just before the next tick, so one live worker sweeps at a time
                 if self.store.redis.set(LOCK, self.owner, nx=True, ex=max(1, int(self.interval * 0.9))):
                     sweep(self.store, self.queue, self.send, self.redeliver_after)
@@ -141,3 +170,5 @@ class Sweeper:
                 log.info("redelivery sweep skipped: %s", error)
             except Exception:  # noqa: BLE001 (the thread must outlive any one bad record)
                 log.exception("redelivery sweep failed")
+            if self._stop.wait(self.interval):
+                return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -47,8 +48,10 @@ LIST_CHUNK = 20
 class Runtime:
     """What a worker process holds for its whole life: settings, job store, pipeline, models."""
 
-    def __init__(self, settings: WorkerSettings, pipeline: Pipeline | None = None) -> None:
+    def __init__(self, settings: WorkerSettings, pipeline: Pipeline | None = None, owner: str = "") -> None:
         self.settings = settings
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        """This worker's name in the job store (who runs a message; its heartbeat key)."""
         self.store = JobStore.from_url(settings.broker_url)
         self.pipeline = pipeline or worker_pipeline(settings)
         self._pipelines: dict[tuple[tuple[str, str], ...], Pipeline] = {(): self.pipeline}
@@ -83,6 +86,7 @@ class Runtime:
             return  # stale redelivery: the listing finished or a continuation was already queued
         if self.store.status(job_id, failed_limit=0).state in TERMINAL:
             return
+        self.store.running(job_id, f"l{from_batch}", self.owner)
         try:
             spec, source, dest, _ = self.job(job_id)
             if from_batch == 0:
@@ -150,6 +154,7 @@ class Runtime:
             return
         if state == -1:
             return  # finished already, or its job has ended (cancelled): nothing to do
+        self.store.running(job_id, f"b{batch_no}", self.owner)
         spec, source, dest, pipeline = self.job(job_id)
 
         def gate(index: int) -> None:

@@ -599,6 +599,7 @@ def test_status_watch_shows_the_jobs_own_rate(redis_server) -> None:  # noqa: F8
     store.finish_batch(job, 0)
     store.listing_done(job, 0)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCNN_", "AWS_"))}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
     result = subprocess.run([str(Path(sys.executable).with_name("arcnn")), "status", job, "--watch"],
                             env={**env, "ARCNN_BROKER_URL": redis_server.url}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

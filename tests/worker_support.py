@@ -262,6 +262,7 @@ def base_env(broker_url: str, s3_url: str, **overrides: str) -> dict[str, str]:
         ARCNN_VISIBILITY_TIMEOUT="60", ARCNN_DEVICE="cpu", ARCNN_METRICS_PORT="0",
         AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
         OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+        AWS_EC2_METADATA_DISABLED="true",  # boto3 never asks 169.254.169.254 when credentials are missing
     )
     env.update(overrides)
     return env

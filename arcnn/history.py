@@ -9,8 +9,9 @@ al. 2006), without trusting any file tables:
 
 1. **Grid candidates.** Blocking makes pixel differences across block boundaries larger than
    those inside blocks; the per-phase profile of horizontal and vertical differences gives the
-   two strongest column and row phases (the dominant, lowest-quality grid is among them even
-   after a shifted re-save). Those, and the file's own grid (0, 0), are the candidate offsets.
+   strongest column and row phases, and the second ones where at least half as strong (the
+   dominant, lowest-quality grid is among them even after a shifted re-save). Those, and the
+   file's own grid (0, 0), are the candidate offsets.
 2. **Steps.** At each candidate offset, for each of the lowest AC frequencies, every integer
    step ``s`` is scored by the log-likelihood ratio of "multiple of s plus Gaussian noise"
    against "anything" over the coefficients that would not quantise to zero. The true step wins
@@ -146,11 +147,17 @@ def phase_strengths(y: np.ndarray, axis: int) -> np.ndarray:
     return np.roll(excess, 1)  # diffs[i] is the boundary before pixel i + 1
 
 
+def _strong_phases(strengths: np.ndarray) -> list[int]:
+    """The strongest phase, and the second if it is at least half as strong (a second grid)."""
+    first, second = (int(p) for p in np.argsort(-strengths)[:2])
+    return [first, second] if strengths[second] >= 0.5 * strengths[first] else [first]
+
+
 def candidate_offsets(y: np.ndarray) -> list[tuple[int, int]]:
-    """The file's grid (0, 0) and the pairs of the two blockiest row and column phases."""
-    rows = np.argsort(-phase_strengths(y, 0))[:2]
-    cols = np.argsort(-phase_strengths(y, 1))[:2]
-    offsets = [(0, 0)] + [(int(r), int(c)) for r in rows for c in cols]
+    """The file's grid (0, 0) and the pairs of the blockiest row and column phases (the second
+    of each only when it is at least half as blocky as the first: the grid of another save)."""
+    rows, cols = _strong_phases(phase_strengths(y, 0)), _strong_phases(phase_strengths(y, 1))
+    offsets = [(0, 0)] + [(r, c) for r in rows for c in cols]
     return list(dict.fromkeys(offsets))
 
 

@@ -65,6 +65,14 @@ class Choice:
         return self.chroma_model if self.luma == PASSTHROUGH else f"{self.luma}+{self.chroma_model}"
 
 
+NEUTRAL_MIN_QUALITY = 25
+"""From this JPEG quality up, a pixel decoded neutral stays neutral through the chroma network.
+Below it JPEG's chroma steps (IJG's chroma DC step is 17 x 5000 / q / 100 DCT units, more than 4
+levels of Cb/Cr below q25) quantise faint colour to exactly neutral, so a neutral pixel there
+does not mean the photo had no colour: the chroma network restoring it gained +0.14 dB at q5 on
+Kodak24's bucket (docs/results.md)."""
+
+
 def neutral_pixels(rgb: np.ndarray) -> np.ndarray:
     """Where a decoded H x W x 3(+) image has no colour at all (R == G == B): a JPEG decoder
     writes exactly that wherever the stored chroma is neutral."""
@@ -373,7 +381,8 @@ class Restorer:
         ycc = rgb_to_ycbcr_planes(rgba[..., :3])
         alpha = rgba[..., 3].copy() if has_alpha else None
         grey = choice.reading is not None and choice.reading.grey
-        neutral = None if grey or choice.chroma is None else neutral_pixels(rgba)
+        informative = choice.chroma is not None and choice.chroma[0] >= NEUTRAL_MIN_QUALITY
+        neutral = neutral_pixels(rgba) if informative and not grey else None
         del rgba
         if choice.chroma is not None:
             self.restore_chroma(ycc, choice.chroma, choice.chroma_model, out=ycc[1:])

@@ -26,10 +26,6 @@ RESAVE_MARGIN = 5
 """A grid in the pixels overrides the file's IJG tables only when it reads at least this many
 quality points lower: the pixels of a single save read within 1-2 points of its own tables."""
 
-NEUTRAL_LEVELS = 0
-"""A colour image is grey when no pixel's R, G and B differ by more than this (JPEG decoders give
-exactly equal channels for neutral chroma, so 0 is exact, not a tolerance)."""
-
 _EIGHT_BIT = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La", "RGBa")
 
 
@@ -63,12 +59,16 @@ class Reading:
 
 def is_grey(img: Image.Image) -> bool:
     """A colour image (RGB, RGBA, P) whose every pixel has R == G == B: a grey photo in a colour
-    file. Its chroma is neutral and must stay exactly so."""
+    file. Its chroma is neutral and must stay exactly so. A sample of rows is looked at first, so
+    that a colour photo (nearly every input) costs a fraction of a full pass."""
     if img.mode not in ("RGB", "RGBA", "RGBX", "P", "PA"):
         return False
     rgb = np.asarray(img if img.mode in ("RGB", "RGBA", "RGBX") else img.convert("RGB"))
-    return bool(np.all(np.abs(rgb[..., 0].astype(np.int16) - rgb[..., 1]) <= NEUTRAL_LEVELS)
-                and np.all(np.abs(rgb[..., 1].astype(np.int16) - rgb[..., 2]) <= NEUTRAL_LEVELS))
+    return _neutral(rgb[:: max(1, rgb.shape[0] // 64)]) and _neutral(rgb)
+
+
+def _neutral(rgb: np.ndarray) -> bool:
+    return bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
 
 
 def pixel_history(img: Image.Image) -> History | None:

@@ -65,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("val", type=Path)
     parser.add_argument("--images", type=int, default=30)
+    parser.add_argument("--only", choices=("webp", "png", "tables"), default=None, help="measure one part")
     args = parser.parse_args()
     truths = []
     for path in list_images([args.val])[: args.images]:
@@ -74,6 +75,16 @@ def main() -> None:
     names = list(bundled())
     webp_models = sorted((n for n in names if n.startswith("webp-q")), key=lambda n: int(n[6:]))
 
+    parts = {args.only} if args.only else {"webp", "png", "tables"}
+    if "webp" in parts:
+        webp_part(restorer, truths, webp_models)
+    if "png" in parts:
+        png_part(restorer, truths, names)
+    if "tables" in parts:
+        tables_part(restorer, truths, names)
+
+
+def webp_part(restorer: Restorer, truths: list[Image.Image], webp_models: list[str]) -> None:
     print("| WebP quality | " + " | ".join(webp_models) + " | mean (worst) gain |")
     print("|---|" + "---|" * len(webp_models) + "---|")
     for quality in (10, 20, 30, 40, 50, 60, 70, 80, 90):
@@ -81,6 +92,9 @@ def main() -> None:
                         {m: Choice(m) for m in webp_models})
         print(f"| {quality} | {_fmt(result)} | |")
 
+
+
+def png_part(restorer: Restorer, truths: list[Image.Image], names: list[str]) -> None:
     print("\n| PNG of a JPEG at | luma only | luma + chroma network |")
     print("|---|---|---|")
     for quality in (10, 30, 50, 70, 80, 90):
@@ -92,9 +106,12 @@ def main() -> None:
         result = _gains(restorer, truths, png, {"luma": Choice(model), "both": Choice(model, (quality, True))})
         print(f"| q{quality} ({model}) | {_fmt(result)} |")
 
+
+
+def tables_part(restorer: Restorer, truths: list[Image.Image], names: list[str]) -> None:
     print("\n| random tables, strength | jpeg-tables-sN (nearest) | + chroma network | "
-          "IJG model of the equivalent quality |")
-    print("|---|---|---|---|")
+          "IJG model of the equivalent quality | + chroma network |")
+    print("|---|---|---|---|---|")
     for low, high in ((2, 3), (3, 6), (6, 12), (12, 24), (24, 48), (48, 96)):
         rng = random.Random(low)
 
@@ -107,11 +124,12 @@ def main() -> None:
             model = tables_model(max(reading.strength, TABLES_MIN_STRENGTH), names)
             return Choice(model, (reading.quality, True) if chroma else None)
 
-        def equivalent(decoded: Image.Image) -> Choice:
-            return Choice(nearest_quality_model(restorer.read(decoded).quality, names) or PASSTHROUGH)
+        def equivalent(decoded: Image.Image, chroma: bool = False) -> Choice:
+            quality = restorer.read(decoded).quality
+            return Choice(nearest_quality_model(quality, names) or PASSTHROUGH, (quality, True) if chroma else None)
 
         result = _gains(restorer, truths, tables, {"tables": nearest, "chroma": lambda d: nearest(d, True),
-                                                   "ijg": equivalent})
+                                                   "ijg": equivalent, "ijg chroma": lambda d: equivalent(d, True)})
         print(f"| {low}-{high} | {_fmt(result)} |")
 
 

@@ -46,6 +46,7 @@ LOCK = "arcnn:redelivery:lock"
 HEARTBEAT = "arcnn:worker:{owner}"
 """A live worker's key; it expires :data:`HEARTBEAT_TTL` sweep intervals after its last beat."""
 HEARTBEAT_TTL = 3
+"""Sweep intervals a heartbeat lives: a worker is taken for dead after missing three beats."""
 UNACKED = "unacked"
 """kombu's hash of delivered, unacknowledged messages (``unacked_key``, its default)."""
 

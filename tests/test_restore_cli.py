@@ -127,3 +127,40 @@ def test_run_with_dest_equal_to_source_lists_the_same_keys_every_time(tmp_path: 
                                "--json").stdout) for _ in range(3)]
     assert [(s["total"], s["done"], s["skipped"]) for s in totals] == [(3, 3, 0), (3, 0, 3), (3, 0, 3)]
     assert {k: v for k, v in _md5s(photos).items() if k in before} == before
+
+
+def test_each_line_and_the_summary_say_what_was_read(tmp_path: Path) -> None:
+    """A PNG of a JPEG and a q30 photo re-saved at q90 are restored by the quality their pixels
+    show, and say so; a never-compressed PNG passes through pixel-identical; the summary counts
+    where each history was read from."""
+    import io
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((192, 144), Image.BICUBIC)
+    noisy = np.clip(np.asarray(smooth, dtype=np.float64) + rng.normal(0, 3, (144, 192, 3)), 0, 255)
+    photo = Image.fromarray(noisy.astype(np.uint8))
+
+    def saved(img: Image.Image, **params: object) -> Image.Image:
+        buffer = io.BytesIO()
+        img.save(buffer, "JPEG", **params)
+        return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+    src = tmp_path / "in"
+    src.mkdir()
+    saved(photo, quality=30).save(src / "export.png")
+    saved(photo, quality=30).save(src / "resaved.jpg", quality=90)
+    photo.save(src / "pristine.png")
+    result = arcnn("restore", str(src), "-o", str(tmp_path / "out"), "--tile", "64")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(" -> ")[0].rsplit("/", 1)[-1]: line for line in result.stdout.decode().splitlines()
+             if " -> " in line}
+    assert "jpeg-q30+colour (pixels: JPEG ~q3" in lines["export.png"] and "no JPEG tables" in lines["export.png"]
+    assert "(pixels: JPEG ~q3" in lines["resaved.jpg"] and "file tables q90" in lines["resaved.jpg"]
+    assert "passthrough (no JPEG tables; pixels: no JPEG grid" in lines["pristine.png"]
+    out = tmp_path / "out" / "pristine.png"
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(photo))
+    summary = json.loads(arcnn("restore", str(src), "-o", str(tmp_path / "again"), "--tile", "64",
+                               "--json").stdout)
+    assert summary["read_from"] == {"none": 1, "pixels": 2}

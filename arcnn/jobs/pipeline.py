@@ -114,6 +114,9 @@ class Result:
     """The output's key (restored, passed-through and skipped keys)."""
     pixels: int = 0
     """Width x height of the image restored or passed through (0 otherwise)."""
+    read: str = ""
+    """Where the history that chose the model came from (:attr:`arcnn.reading.Reading.source`:
+    ``tables``, ``pixels``, ``webp``, ``assumed``; ``none`` when nothing was found)."""
     written: int = 0
     """Bytes stored (0 on a dry run, a skip or a failure)."""
 
@@ -410,8 +413,9 @@ class Pipeline:
         while (item := self._encode_q.get()) is not _STOP:
             decoded, work, choice = item.decoded, item.decoded.work, item.choice
             outcome = "passed_through" if is_passthrough(choice) else "restored"
+            read = (choice.reading.source or "none") if choice.reading is not None else ""
             result = Result(work, outcome, model=choice.label, why=choice.why, out_key=decoded.out_key,
-                            pixels=item.image.width * item.image.height)
+                            pixels=item.image.width * item.image.height, read=read)
             if self.dry_run:
                 self._finish(result)
                 continue

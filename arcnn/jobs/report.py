@@ -47,6 +47,9 @@ class Tally:
     """Megapixels per model label, ``passthrough`` included."""
     failures: dict[str, dict[str, str]] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)
+    reads: Counter[str] = field(default_factory=Counter)
+    """Restored and passed-through keys by where their history was read from (``pixels``:
+    re-saves and files without tables whose pixels showed a JPEG grid)."""
 
     def add(self, result: Result, name: str) -> None:
         """Count ``result``; ``name`` is how the key is listed among failures and warnings."""
@@ -54,6 +57,8 @@ class Tally:
         self.outcomes[outcome] += 1
         if outcome in ("restored", "passed_through"):
             self.megapixels[result.model] += result.pixels / 1e6
+            if result.read:
+                self.reads[result.read] += 1
         if outcome == "restored":
             self.models[result.model] += 1
         if outcome == "failed":
@@ -73,7 +78,8 @@ class Tally:
                 "failed": self.outcomes["failed"], "models": dict(sorted(self.models.items())),
                 "megapixels": round(megapixels, 3), "seconds": round(seconds, 3),
                 "mp_per_s": round(megapixels / seconds, 3) if seconds > 0 else 0.0,
-                "failed_keys": self.failures, "warned": len(self.warnings), "warnings": self.warnings}
+                "failed_keys": self.failures, "warned": len(self.warnings), "warnings": self.warnings,
+                "read_from": dict(sorted(self.reads.items()))}
 
     def totals_line(self, seconds: float) -> str:
         """``total 4  done 2  passed through 1  skipped 0  failed 1  in 3.2s  0.41 MP/s``."""
@@ -87,6 +93,7 @@ class Tally:
         rows = [(f"restored by {model}", count, self.megapixels[model]) for model, count in sorted(self.models.items())]
         rows.append(("passed through", self.outcomes["passed_through"], self.megapixels["passthrough"]))
         rows += [("skipped", self.outcomes["skipped"], None), ("failed", self.outcomes["failed"], None)]
+        rows += [(f"history read from {source}", count, None) for source, count in sorted(self.reads.items())]
         width = max(len(row[0]) for row in rows)
         return [f"  {label:<{width}}  {count:>7} image{'s' if count != 1 else ' '}"
                 + (f"  {mp:9.2f} MP" if mp is not None else "") for label, count, mp in rows]

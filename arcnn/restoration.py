@@ -12,7 +12,6 @@ restored at 16-bit precision.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +23,8 @@ from arcnn.acceleration import CudaGraphed, default_precision, prepare
 from arcnn.cards import ModelCard
 from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, studio_to_full_luma, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
-from arcnn.policy import CHROMA_MODES, TIERS, AutoPolicy, shipped_policy
+from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, nearest_quality_model, tables_models
+from arcnn.policy import CHROMA_MODES, AutoPolicy, shipped_policy
 from arcnn.reading import Reading, read_input
 from arcnn.registry import bundled, is_bundled, load_named
 from arcnn.settings import Settings
@@ -33,13 +33,6 @@ from arcnn.tiling import auto_batch_size, restore_in_place, restore_plane, resto
 PASSTHROUGH = "passthrough"
 """Pseudo-model name: the image goes out as it came in (re-encoded, metadata kept). ``auto``
 picks it where every bundled model was measured to make the input worse (docs/model-choice.md)."""
-
-CHROMA_MODELS = {"standard": "colour", "fast": "colour-fast"}
-"""The bundled chroma network of each tier."""
-CHROMA_MODEL = CHROMA_MODELS["standard"]
-
-_WEBP_MODELS = re.compile(r"^webp-q(\d+)$")
-_QUALITY_MODELS = {"standard": re.compile(r"^jpeg-q(\d+)$"), "fast": re.compile(r"^fast-arcnn-q(\d+)$")}
 
 GREY_MODES = ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I")
 
@@ -96,21 +89,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def quality_models(names: list[str], tier: str = "standard") -> dict[int, str]:
-    """The tier's single-quality models among ``names``, by quality: ``{10: "jpeg-q10", ...}``
-    (``fast-arcnn-qN`` for the fast tier)."""
-    return {int(m.group(1)): n for n in names if (m := _QUALITY_MODELS[tier].match(n))}
-
-
-def nearest_quality_model(quality: int | None, names: list[str], tier: str = "standard") -> str | None:
-    """The tier's ``jpeg-qN`` (``fast-arcnn-qN``) model whose N is nearest ``quality`` (ties go
-    to the lower quality)."""
-    models = quality_models(names, tier)
-    if quality is None or not models:
-        return None
-    return models[min(models, key=lambda q: (abs(q - quality), q))]
-
-
 def auto_model(quality: int | None, names: list[str], default: str, max_quality: int,
                policy: AutoPolicy | None = None, subsampled: bool = True, tier: str = "standard") -> str:
     """The luminance model ``--model auto`` applies to an input of estimated JPEG quality ``quality``.
@@ -135,11 +113,11 @@ def auto_model(quality: int | None, names: list[str], default: str, max_quality:
 
 
 WEBP_POLICY = {10: "webp-q20", 20: "webp-q20", 30: "webp-q40", 40: "webp-q70", 50: "webp-q70",
-               60: "webp-q70", 70: PASSTHROUGH, 80: PASSTHROUGH, 90: PASSTHROUGH}
+               60: PASSTHROUGH, 70: PASSTHROUGH, 80: PASSTHROUGH, 90: PASSTHROUGH}
 """What ``auto`` applies to a lossy WebP by the quality its quantiser reads as (the nearest grid
 point): per quality, the WebP model with the best mean RGB gain on BSDS500 val (full-chroma, 30
 images) among those that made no image more than 0.05 dB worse, else passthrough
-(``python -m training.history_policy``, docs/model-choice.md). From q70 every model made some
+(``python -m training.history_policy``, docs/model-choice.md). From q60 every model made some
 image worse."""
 
 
@@ -151,7 +129,6 @@ def webp_model(quality: int | None, names: list[str]) -> str:
     return choice if choice in names else PASSTHROUGH
 
 
-_TABLES_MODELS = re.compile(r"^jpeg-tables-s(\d+)$")
 TABLES_MIN_STRENGTH = 2.5
 """JPEGs whose non-IJG steps are finer than this (:func:`arcnn.history.strength`; IJG q90 is
 3.1) pass through: no model was measured to help there (docs/model-choice.md)."""
@@ -161,7 +138,7 @@ def tables_model(coarseness: float | None, names: list[str]) -> str:
     """What ``auto`` applies to a JPEG whose steps are not an IJG table's: the bundled
     ``jpeg-tables-sN`` whose training strength N is nearest (in ratio), or passthrough below
     :data:`TABLES_MIN_STRENGTH` or when none is bundled."""
-    models = {int(m.group(1)): n for n in names if (m := _TABLES_MODELS.match(n))}
+    models = tables_models(names)
     if coarseness is None or coarseness < TABLES_MIN_STRENGTH or not models:
         return PASSTHROUGH
     return models[min(models, key=lambda s: abs(np.log(s / coarseness)))]
@@ -203,12 +180,13 @@ class Restorer:
 
     @classmethod
     def from_settings(cls, settings: Settings, model: str = "auto", **options: object) -> Restorer:
-        """The restorer the settings describe (the one place commands and the job engine build it
-        from :class:`~arcnn.settings.Settings`); ``options`` go to the constructor as they are."""
-        return cls(model, settings.device, settings.tile, settings.batch_size, settings.chroma,
-                   settings.precision, tier=settings.tier, default_model=settings.default_model,
-                   auto_max_quality=settings.auto_max_quality, input_quality=settings.input_quality,
-                   **options)
+        """The restorer the settings describe, its fixed model loaded now as :meth:`load` does:
+        the one place commands and the job engine build it from :class:`~arcnn.settings.Settings`.
+        ``options`` go to the constructor as they are."""
+        return cls.load(model, settings.device, settings.tile, settings.batch_size, settings.chroma,
+                        settings.precision, tier=settings.tier, default_model=settings.default_model,
+                        auto_max_quality=settings.auto_max_quality, input_quality=settings.input_quality,
+                        **options)
 
     @classmethod
     def load(cls, model: str = "auto", *args, **options) -> "Restorer":

@@ -147,7 +147,7 @@ def test_input_quality_overrides_what_is_read():
 
 
 def test_lossy_webp_gets_a_webp_model(auto):
-    choice = auto.choose(decode(encoded(photo(8), "WEBP", quality=40)))
+    choice = auto.choose(decode(encoded(photo(8), "WEBP", quality=25)))
     assert choice.luma.startswith("webp-q") and choice.chroma is None and "WebP quantiser" in choice.why
 
 

@@ -19,8 +19,9 @@ from arcnn.cards import ModelCard
 def auto_models() -> set[str]:
     """The models ``--model auto`` can apply, in either tier: each one a tier's measured policy
     names, and the tier's chroma network where its policy runs it at all."""
-    from arcnn.policy import TIERS, shipped_policy
-    from arcnn.restoration import CHROMA_MODELS, PASSTHROUGH
+    from arcnn.model_names import CHROMA_MODELS, TIERS
+    from arcnn.policy import shipped_policy
+    from arcnn.restoration import PASSTHROUGH
 
     names: set[str] = set()
     for tier in TIERS:

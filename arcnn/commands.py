@@ -22,8 +22,9 @@ from arcnn.jobs.locations import check_disjoint, parse_location
 from arcnn.jobs.report import Tally, fate
 from arcnn.jobs.spec import DEFAULT_QUALITY, FORMATS, JobSpec, SpecError
 from arcnn.jobs.storage import LocalStorage, MemoryStorage, ObjectInfo, Storage, file_etag
+from arcnn.model_names import TIERS
 from arcnn.naming import KEEP_FORMATS, output_extension, output_names
-from arcnn.policy import CHROMA_MODES, TIERS
+from arcnn.policy import CHROMA_MODES
 from arcnn.settings import PRECISIONS, Settings
 
 if TYPE_CHECKING:
@@ -342,8 +343,9 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
     nor (precision fp32 unless asked) on the CPU.
     """
     from arcnn.evaluation import BUCKET_ROWS, bucket_protocol, color_protocol, paper_protocol
+    from arcnn.model_names import nearest_quality_model
     from arcnn.registry import bundled
-    from arcnn.restoration import Restorer, nearest_quality_model
+    from arcnn.restoration import Restorer
 
     if protocol in ("paper", "color") and quality is None:
         raise click.UsageError(f"--protocol {protocol} needs --quality")
@@ -353,9 +355,11 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
             raise click.ClickException(f"no trained {tier}-tier model is bundled; pass --model NAME or --model none")
     model = "auto" if model is None else (None if model == "none" else model)
     try:
-        settings = overridden(Settings.from_env(os.environ), device=device, tile=tile)
-        restorer = (Restorer.load(model, settings.device, settings.tile, settings.batch_size, chroma=chroma,
-                                  precision=precision, tier=tier) if model else None)
+        # the environment says only where the tiles run; the rest is the options' or the defaults
+        where = overridden(Settings.from_env(os.environ), device=device, tile=tile)
+        settings = Settings(device=where.device, tile=where.tile, batch_size=where.batch_size,
+                            chroma=chroma, precision=precision, tier=tier)
+        restorer = Restorer.from_settings(settings, model) if model else None
     except (ArcnnError, RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     restore = restorer.restore if restorer else None
@@ -374,7 +378,7 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
 
         from arcnn.evaluation import HISTORY_ROWS, history_protocol
 
-        told = _told_restorers(settings, chroma, precision, tier)
+        told = _told_restorers(settings)
         with tqdm(total=len(HISTORY_ROWS), desc="history rows", disable=not sys.stderr.isatty()) as bar:
             result = history_protocol(restorer.restore, told, data_dir, images=images, progress=lambda _: bar.update())
     else:
@@ -405,9 +409,10 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
             click.echo(f"  {which:9s} {figures}")
 
 
-def _told_restorers(settings: Settings, chroma: str, precision: str, tier: str):
+def _told_restorers(settings: Settings):
     """For the history protocol's oracle: a restore function told the true history, ``qN`` (the
-    auto choice for an assumed JPEG quality N) or a model name (luma only), built once each."""
+    auto choice for an assumed JPEG quality N) or a model name (luma only), built once each from
+    the measured ``settings``."""
     from arcnn.restoration import Restorer
 
     made: dict[str, Restorer] = {}
@@ -415,11 +420,9 @@ def _told_restorers(settings: Settings, chroma: str, precision: str, tier: str):
     def told(truth: str):
         if truth not in made:
             if truth.startswith("q") and truth[1:].isdigit():
-                made[truth] = Restorer("auto", settings.device, settings.tile, settings.batch_size, chroma,
-                                       precision, tier=tier, input_quality=int(truth[1:]))
+                made[truth] = Restorer.from_settings(dataclasses.replace(settings, input_quality=int(truth[1:])))
             else:
-                made[truth] = Restorer.load(truth, settings.device, settings.tile, settings.batch_size,
-                                            "passthrough", precision, tier=tier)
+                made[truth] = Restorer.from_settings(dataclasses.replace(settings, chroma="passthrough"), truth)
         return made[truth].restore
     return told
 

@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from arcnn.model_names import TIERS
+
 CHROMA_MODES = ("auto", "restore", "passthrough")
 """How colour images' Cb/Cr are handled: the policy's choice, the chroma network always, never."""
-TIERS = ("standard", "fast")
-"""Model families ``auto`` chooses from: ``standard`` (AR-CNN ``jpeg-qN`` + ``colour``) or
-``fast`` (Fast AR-CNN ``fast-arcnn-qN`` + ``colour-fast``: several times cheaper per pixel for a
-smaller gain; docs/performance.md measures both). Each has its own measured policy."""
 POLICY_FILES = {"standard": Path(__file__).parent / "auto_policy.json",
                 "fast": Path(__file__).parent / "auto_policy-fast.json"}
 POLICY_FILE = POLICY_FILES["standard"]

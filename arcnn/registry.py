@@ -18,6 +18,7 @@ from torch import nn
 from arcnn.architectures import build
 from arcnn.cards import ModelCard
 from arcnn.errors import NoWeightsError
+from arcnn.model_names import random_spec
 
 BUNDLED_DIR = Path(__file__).parent / "weights"
 
@@ -64,10 +65,9 @@ def load_named(name: str) -> tuple[nn.Module, ModelCard]:
     ``random:<spec>`` builds a seeded, untrained network: tests and benchmarks use it so that
     they measure plumbing and speed without depending on which trained weights are bundled.
     """
-    if name.startswith("random:"):
+    if (spec := random_spec(name)) is not None:
         from arcnn.architectures import ARCHITECTURES, ConvNet
 
-        spec = name.split(":", 1)[1]
         torch.manual_seed(0)
         model = ARCHITECTURES[spec].build() if spec in ARCHITECTURES else ConvNet(spec, residual=True)
         for p in model.parameters():

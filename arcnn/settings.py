@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Self
 
-from arcnn.policy import CHROMA_MODES, TIERS
+from arcnn.model_names import TIERS
+from arcnn.policy import CHROMA_MODES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """The precision names: auto and those :data:`arcnn.acceleration.PRECISIONS` maps to torch dtypes

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from arcnn.model_names import CHROMA_MODEL
 from arcnn.registry import load_named
-from arcnn.restoration import CHROMA_MODEL
 from bench.harness import Floor, arguments, table, throughput_row, timed_restore, write
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "Kodak24"

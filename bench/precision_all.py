@@ -11,16 +11,14 @@ what those users' outputs cost, on average and on the image it changes most.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from arcnn.acceleration import prepare
 from arcnn.evaluation import color_protocol, paper_protocol
+from arcnn.model_names import TIERS, quality_models
 from arcnn.registry import bundled, load_named
 from arcnn.restoration import Restorer
 from bench.harness import arguments, table, write
-
-LUMA = re.compile(r"^(jpeg|fast-arcnn)-q(\d+)$")
 
 
 def change(results: dict[str, dict], metric: str) -> dict[str, float]:
@@ -46,9 +44,10 @@ def main() -> None:
         for i in range(2):
             photo_like(0.02, "RGB", seed=i).save(args.data / f"{i}.png")
     rows = []
-    names = [n for n in bundled() if LUMA.match(n)]
-    for name in names[:1] if args.quick else names:
-        quality = int(LUMA.match(name).group(2))
+    bundle = list(bundled())
+    luma = dict(sorted((name, q) for tier in TIERS for q, name in quality_models(bundle, tier).items()))
+    for name in list(luma)[:1] if args.quick else luma:
+        quality = luma[name]
         model, _ = load_named(name)
         results = {p: paper_protocol(prepare(model, "cpu", p), args.data, quality) for p in ("fp32", "bf16")}
         rows.append({"what": name, "protocol": f"paper q{quality}", **change(results, "psnr")})

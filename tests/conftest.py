@@ -20,7 +20,7 @@ MARKERS = ("unit", "cli", "system", "ops", "bench")
 SUBSETS = {
     "test_architectures": "unit", "test_boundary": "unit", "test_cards": "unit", "test_chroma": "unit",
     "test_colour": "unit", "test_eval_progress": "unit", "test_history": "unit", "test_jobs": "unit",
-    "test_metrics": "unit",
+    "test_metrics": "unit", "test_model_names": "unit",
     "test_naming": "unit", "test_paper_protocol": "unit", "test_performance_paths": "unit",
     "test_platforms": "unit", "test_quality": "unit", "test_restoration": "unit",
     "test_roundtrip_matrix": "unit", "test_tiling": "unit", "test_training": "unit", "test_transfer": "unit",

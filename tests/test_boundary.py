@@ -85,3 +85,23 @@ def test_every_test_module_has_a_subset_and_unit_tests_need_no_servers():
     unit = {name: sorted(imported_packages(modules[name]) & heavy) for name, subset in SUBSETS.items()
             if subset == "unit" and name in modules}
     assert {name: found for name, found in unit.items() if found} == {}
+
+
+
+def test_only_from_settings_builds_a_restorer_from_settings():
+    """``Restorer.from_settings`` is the one translation of :class:`~arcnn.settings.Settings` into
+    a restorer: any other call that hands a restorer ``settings.<field>`` values is a second one,
+    which drifts when a setting is added."""
+    offenders = []
+    for module in sorted(m for package in ("arcnn", "training", "worker") for m in (ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(), str(module))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func.value if isinstance(node.func, ast.Attribute) and node.func.attr == "load" else node.func
+            if not (isinstance(func, ast.Name) and func.id.endswith("Restorer")):
+                continue
+            values = [*node.args, *(k.value for k in node.keywords)]
+            if any(isinstance(v, ast.Attribute) and isinstance(v.value, ast.Name) and "settings" in v.value.id
+                   for v in values):
+                offenders.append(f"{module.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

@@ -13,8 +13,9 @@ from arcnn.acceleration import prepare
 from arcnn.architectures import ChromaNet, build
 from arcnn.colour import rgb_to_ycbcr
 from arcnn.images import decode_image
+from arcnn.model_names import CHROMA_MODEL
 from arcnn.policy import AutoPolicy, shipped_policy
-from arcnn.restoration import CHROMA_MODEL, PASSTHROUGH, Choice, Restorer, condition_planes
+from arcnn.restoration import PASSTHROUGH, Choice, Restorer, condition_planes
 from arcnn.tiling import restore_planes, restore_whole
 
 RNG = np.random.default_rng(3)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from arcnn.quality import estimate_quality
-from arcnn.restoration import PASSTHROUGH, auto_model, nearest_quality_model
+from arcnn.restoration import PASSTHROUGH, auto_model
 
 IMG = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
 
@@ -32,14 +32,6 @@ def test_custom_tables_are_unknown():
     assert estimate_quality(custom) is None
     assert estimate_quality(_encoded(50, qtables=[[3] * 64, [5] * 64]).quantization) is None
     assert estimate_quality(None) is None
-
-
-def test_nearest_model():
-    names = ["jpeg-q10", "jpeg-q20", "jpeg-q40", "jpeg-any"]
-    assert nearest_quality_model(12, names) == "jpeg-q10"
-    assert nearest_quality_model(15, names) == "jpeg-q10"
-    assert nearest_quality_model(95, names) == "jpeg-q40"
-    assert nearest_quality_model(None, names) is None
 
 
 def test_auto_model_passes_through_what_no_model_improves():

@@ -41,9 +41,10 @@ from tqdm import tqdm
 from arcnn.colour import rgb_to_ycbcr_planes, ycbcr_planes_to_rgb_uint8
 from arcnn.evaluation import BucketRow, decode_as_product, rgb_psnr
 from arcnn.images import list_images
-from arcnn.policy import TIERS, AutoPolicy
+from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, quality_models
+from arcnn.policy import AutoPolicy
 from arcnn.registry import bundled
-from arcnn.restoration import CHROMA_MODELS, PASSTHROUGH, Restorer, quality_models
+from arcnn.restoration import PASSTHROUGH, Restorer
 from training.colour_data import full_chroma
 
 GRID = (5, *range(10, 100, 5))
@@ -125,7 +126,7 @@ def cells_from_record(record: dict) -> dict[tuple[int, str], Cell]:
     return cells
 
 
-def markdown(policy: AutoPolicy, record: dict, images: str, chroma_model: str = "colour") -> str:
+def markdown(policy: AutoPolicy, record: dict, images: str, chroma_model: str = CHROMA_MODEL) -> str:
     """The policy with, per quality and subsampling, the chosen way's mean and worst-image RGB
     gain, and the best luminance model alone (no chroma network) for comparison."""
     lines = [f"RGB PSNR gain over the JPEG (dB) on {images}, mean / worst image; the 4:2:0 cells at "

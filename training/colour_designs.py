@@ -27,8 +27,9 @@ from PIL import Image
 from arcnn.colour import rgb_to_ycbcr_planes, ycbcr_planes_to_rgb_uint8
 from arcnn.evaluation import decode_as_product, jpeg_bytes, rgb_psnr
 from arcnn.images import list_images
-from arcnn.restoration import CHROMA_MODEL, Restorer, nearest_quality_model
+from arcnn.model_names import CHROMA_MODEL, nearest_quality_model
 from arcnn.registry import bundled
+from arcnn.restoration import Restorer
 from arcnn.tiling import restore_plane
 from training.colour_data import full_chroma
 

@@ -115,6 +115,7 @@ def show_profile_command(profile: str) -> None:
 def eval_profile_command(profile: str, folder: Path, models: tuple[str, ...], device: str,
                          json_path: Path | None, record: bool) -> None:
     """Degraded input vs. standard models vs. the platform model, on FOLDER through PROFILE."""
+    from arcnn.model_names import BLIND_MODEL, platform_model
     from arcnn.registry import BUNDLED_DIR, bundled
     from arcnn.settings import Settings
     from training.platforms import (ProfileError, auto_choice, evaluate_platform, load_profile, markdown_rows,
@@ -125,14 +126,14 @@ def eval_profile_command(profile: str, folder: Path, models: tuple[str, ...], de
         settings = Settings.from_env(os.environ)
     except (ProfileError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    own = f"platform-{prof.name}"
+    own = platform_model(prof.name)
     cards = bundled()
     if not models:
         if own not in cards:
             raise click.ClickException(f"{own} is not bundled; train it or pass --model")
         base = (cards[own].transfer or {}).get("base")
         auto = auto_choice(prof, list(cards), settings.default_model, settings.auto_max_quality)
-        models = tuple(dict.fromkeys(m for m in (auto, base, "jpeg-any", own) if m in cards))
+        models = tuple(dict.fromkeys(m for m in (auto, base, BLIND_MODEL, own) if m in cards))
     result = evaluate_platform(prof, folder, list(models), device)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,9 @@ from PIL import Image
 
 from arcnn.evaluation import rgb_psnr
 from arcnn.images import decode_image, list_images
+from arcnn.model_names import nearest_quality_model, webp_models
 from arcnn.registry import bundled
-from arcnn.restoration import PASSTHROUGH, TABLES_MIN_STRENGTH, Choice, Restorer, nearest_quality_model, tables_model
+from arcnn.restoration import PASSTHROUGH, TABLES_MIN_STRENGTH, Choice, Restorer, tables_model
 from training.colour_data import full_chroma
 from training.degradations import random_table
 
@@ -73,11 +74,11 @@ def main() -> None:
             truths.append(full_chroma(img))
     restorer = Restorer("auto", "cpu", precision="fp32")
     names = list(bundled())
-    webp_models = sorted((n for n in names if n.startswith("webp-q")), key=lambda n: int(n[6:]))
+    webp = [name for _, name in sorted(webp_models(names).items())]
 
     parts = {args.only} if args.only else {"webp", "png", "tables"}
     if "webp" in parts:
-        webp_part(restorer, truths, webp_models)
+        webp_part(restorer, truths, webp)
     if "png" in parts:
         png_part(restorer, truths, names)
     if "tables" in parts:

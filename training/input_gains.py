@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from PIL import Image
 from arcnn.colour import to_uint8
 from arcnn.images import codec_roundtrip, list_images, studio_y
 from arcnn.metrics import psnr
+from arcnn.model_names import BLIND_MODEL, quality_models
 from arcnn.registry import bundled, load_named
 from arcnn.tiling import restore_plane
 
@@ -52,7 +52,9 @@ def parse_input(key: str) -> tuple[str, int]:
 
 def candidate_models() -> list[str]:
     """Every bundled standard model (jpeg-qN, jpeg-any), not the intermediate stages."""
-    return [n for n in bundled() if re.fullmatch(r"jpeg-(q\d+|any)", n)]
+    names = list(bundled())
+    standard = {BLIND_MODEL, *quality_models(names).values()}
+    return [n for n in names if n in standard]
 
 
 def gains(planes: list[np.ndarray], models: list[str], degradations=DEGRADATIONS) -> dict[str, dict]:

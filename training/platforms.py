@@ -15,7 +15,6 @@ held-out folder put through the profile (``python -m training.platforms eval ...
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from PIL import Image
 from arcnn.cards import ModelCard
 from arcnn.errors import NoWeightsError
 from arcnn.metrics import psnr
+from arcnn.model_names import is_profile_name, platform_model
 from training.degradations import JPEG, RESAMPLING, SUBSAMPLING, Chain, Resize, WebP
 from arcnn.images import list_images
 from training.data import make_pair
@@ -34,7 +34,6 @@ PROFILES_DIR = Path(__file__).parent / "profiles"
 PLATFORM_RECIPE = Path(__file__).parent / "configs" / "platform.toml"
 CODECS = ("jpeg", "webp")
 RESIZE_RULES = ("none", "long_side", "box")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class ProfileError(ValueError):
@@ -128,7 +127,7 @@ def parse_profile(raw: dict, source: Path) -> Profile:
     where = str(source)
     _check_keys(where, raw, {"name", "description", "assumptions", "resize", "encode", "reencode"}, {"encode"})
     name = raw.get("name", source.stem)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not is_profile_name(name):
         raise ProfileError(f"{where}.name: {name!r} must be lower-case letters, digits and dashes "
                            "(it names the model platform-<name>)")
     assumptions = raw.get("assumptions", [])
@@ -231,7 +230,7 @@ def platform_config(profile: Profile, data_root: Path, recipe: Path = PLATFORM_R
 
     with open(recipe, "rb") as f:
         raw = tomllib.load(f)
-    raw.update(name=f"platform-{profile.name}", colour=True,
+    raw.update(name=platform_model(profile.name), colour=True,
                degradation=profile.degradation().describe(),
                description=f"AR-CNN for the '{profile.name}' platform profile: {profile.description}")
     for key, value in (("train_dirs", train_dirs), ("val_dirs", val_dirs), ("steps", steps)):

@@ -19,9 +19,10 @@ import shutil
 from pathlib import Path
 
 from arcnn.evaluation import bucket_protocol, color_protocol, paper_protocol
+from arcnn.model_names import BLIND_MODEL, CHROMA_MODEL, QUALITY_FAMILIES, in_family, quality_model
 from arcnn.policy import POLICY_FILE
 from arcnn.registry import BUNDLED_DIR, bundled, load_named
-from arcnn.restoration import CHROMA_MODEL, Restorer
+from arcnn.restoration import Restorer
 
 DOCS = Path("docs")
 PAPER_LIVE1 = {  # Dong et al. 2015, Table 1 (LIVE1, PSNR / SSIM / PSNR-B)
@@ -41,12 +42,13 @@ COLOUR_TARGETS = {10: 27.00, 20: 29.45, 30: 30.75, 40: 31.65}  # LIVE1 RGB PSNR 
 def weights_digest(name: str) -> str:
     """Short SHA-256 of a bundled model's weights file: a cached figure belongs to these bytes.
 
-    ``auto`` (the product's default choice) is the digest of every standard model, the chroma
-    network and the policy together: retraining any of them invalidates its figures.
+    ``auto`` (the product's default choice) is the digest of every standard quality model (their
+    earlier stages included), the chroma network and the policy together: retraining any of them
+    invalidates its figures.
     """
     if name == "auto":
-        files = sorted(BUNDLED_DIR.glob("jpeg-q*.safetensors")) + [BUNDLED_DIR / f"{CHROMA_MODEL}.safetensors",
-                                                                  POLICY_FILE]
+        standard = sorted(p for p in BUNDLED_DIR.glob("*.safetensors") if in_family(p.stem, QUALITY_FAMILIES["standard"]))
+        files = standard + [BUNDLED_DIR / f"{CHROMA_MODEL}.safetensors", POLICY_FILE]
         return hashlib.sha256(b"".join(f.read_bytes() for f in files if f.exists())).hexdigest()[:16]
     return hashlib.sha256((BUNDLED_DIR / f"{name}.safetensors").read_bytes()).hexdigest()[:16]
 
@@ -65,10 +67,10 @@ def run_measurements(data: Path, cache: dict, save) -> None:
     plan = []
     for dataset in SETS:
         for q in QUALITIES:
-            for name in (f"jpeg-q{q}", "jpeg-any", "fast-arcnn-q10" if q == 10 else None):
-                if name in models and (name == f"jpeg-q{q}" or dataset == "LIVE1"):
+            for name in (quality_model(q), BLIND_MODEL, quality_model(q, "fast") if q == 10 else None):
+                if name in models and (name == quality_model(q) or dataset == "LIVE1"):
                     plan.append(("paper", dataset, q, name))
-    plan += [("paper", "LIVE1", q, f"jpeg-q{q}") for q in MILD_QUALITIES if f"jpeg-q{q}" in models]
+    plan += [("paper", "LIVE1", q, quality_model(q)) for q in MILD_QUALITIES if quality_model(q) in models]
     if "jpeg-q10" in models:  # its earlier stages, for the stage-by-stage table
         plan += [("paper", "LIVE1", 10, stage) for stage in lineage("jpeg-q10", models)[:-1]]
     for protocol, dataset, q, name in plan:
@@ -221,8 +223,8 @@ def write_markdown(cache: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     unrounded = []  # what "bar met" compared, for the sentence under the table
     for q in QUALITIES:
-        specific = cache.get(f"paper|LIVE1|{q}|jpeg-q{q}")
-        blind = cache.get(f"paper|LIVE1|{q}|jpeg-any")
+        specific = cache.get(f"paper|LIVE1|{q}|{quality_model(q)}")
+        blind = cache.get(f"paper|LIVE1|{q}|{BLIND_MODEL}")
         p = PAPER_LIVE1[q]
         jpeg = (specific or blind or {}).get("input")
         ok = ""
@@ -238,13 +240,13 @@ def write_markdown(cache: dict) -> str:
     lines += ["", "## Other test sets", "", "| set | q | JPEG | jpeg-qN | jpeg-any |", "|---|---|---|---|---|"]
     for dataset in ("Classic5", "Kodak24"):
         for q in QUALITIES:
-            s = cache.get(f"paper|{dataset}|{q}|jpeg-q{q}")
-            b = cache.get(f"paper|{dataset}|{q}|jpeg-any")
+            s = cache.get(f"paper|{dataset}|{q}|{quality_model(q)}")
+            b = cache.get(f"paper|{dataset}|{q}|{BLIND_MODEL}")
             jpeg = (s or b or {}).get("input")
             if jpeg:
                 lines.append(f"| {dataset} | {q} | {_fmt(jpeg)} | {_fmt(s['restored']) if s else '-'} | "
                              f"{_fmt(b['restored']) if b else '-'} |")
-    mild = [(q, cache.get(f"paper|LIVE1|{q}|jpeg-q{q}")) for q in MILD_QUALITIES]
+    mild = [(q, cache.get(f"paper|LIVE1|{q}|{quality_model(q)}")) for q in MILD_QUALITIES]
     if any(r for _, r in mild):
         lines += ["", "## LIVE1 at the mild qualities (paper protocol; no published bar)", "",
                   "| q | JPEG | jpeg-qN | gain (PSNR) |", "|---|---|---|---|"]

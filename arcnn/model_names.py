@@ -95,11 +95,6 @@ def webp_models(names: list[str]) -> dict[int, str]:
     return numbered(names, WEBP_FAMILY)
 
 
-def tables_models(names: list[str]) -> dict[int, str]:
-    """The ``jpeg-tables-sN`` models among ``names``, by the strength they were trained at."""
-    return numbered(names, TABLES_FAMILY)
-
-
 def is_profile_name(profile: str) -> bool:
     """Whether ``profile`` can name a platform profile: lower-case letters, digits and dashes, so
     that its model's name (:func:`platform_model`) is a plain file name like every other model's."""

@@ -33,8 +33,9 @@ _EIGHT_BIT = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
 class Reading:
     """The effective history of one input.
 
-    ``codec``: ``jpeg`` (the models of ``quality``, an IJG-equivalent JPEG quality; ``ijg``
-    False when the steps are not an IJG-scaled table's, whatever quality they equal), ``webp``
+    ``codec``: ``jpeg`` (the policy of ``quality``, an IJG-equivalent JPEG quality: for steps
+    that are not an IJG-scaled table's, ``ijg`` False, the strongest IJG quality nowhere coarser
+    than them), ``webp``
     (``quality`` is the WebP quality of equal quantiser) or ``none`` (nothing to undo found).
     ``subsampled``: the chroma subsampling the chroma network is conditioned on. ``grey``: a
     colour file whose decoded chroma is neutral everywhere. ``source``: where ``quality`` came
@@ -48,12 +49,9 @@ class Reading:
     grey: bool = False
     source: str = ""
     text: str = ""
-    strength: float | None = None
-    """For tables of other shapes: their :func:`~arcnn.history.strength` (what picks the model)."""
 
     def to_json(self) -> dict:
-        return {"codec": self.codec, "quality": self.quality, "ijg": self.ijg, "strength": self.strength,
-                "subsampled": self.subsampled,
+        return {"codec": self.codec, "quality": self.quality, "ijg": self.ijg, "subsampled": self.subsampled,
                 "grey": self.grey, "source": self.source, "read": self.text}
 
 
@@ -124,13 +122,12 @@ def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
         if found and history.quality <= _on_same_steps(table, history) - RESAVE_MARGIN:
             # an earlier, stronger save: IJG's models whenever the pixels or the file say IJG
             return Reading("jpeg", history.quality, history.ijg or file_quality is not None, subsampled, grey,
-                           "pixels", f"pixels: {pixels}; {tables}{chroma}{tail}", history.strength)
+                           "pixels", f"pixels: {pixels}; {tables}{chroma}{tail}")
         if file_quality is not None:
             return Reading("jpeg", quality, True, subsampled, grey, "tables", f"estimated q{quality}{chroma}{tail}")
-        coarse = strength(table)
         return Reading("jpeg", quality, False, subsampled, grey, "tables",
-                       f"non-IJG file tables, strength {coarse:.1f} (~q{quality}){chroma}{tail}", coarse)
+                       f"non-IJG file tables, strength {strength(table):.1f} (~q{quality}){chroma}{tail}")
     if found:
         return Reading("jpeg", history.quality, history.ijg, True, grey, "pixels",
-                       f"pixels: {pixels}; no JPEG tables{tail}", history.strength)
+                       f"pixels: {pixels}; no JPEG tables{tail}")
     return Reading("none", None, True, True, grey, "", f"no JPEG tables; pixels: {pixels}{tail}")

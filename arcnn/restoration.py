@@ -23,7 +23,7 @@ from arcnn.acceleration import CudaGraphed, default_precision, prepare
 from arcnn.cards import ModelCard
 from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, studio_to_full_luma, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
-from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, nearest_quality_model, tables_models
+from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, nearest_quality_model
 from arcnn.policy import CHROMA_MODES, AutoPolicy, shipped_policy
 from arcnn.reading import Reading, read_input
 from arcnn.registry import bundled, is_bundled, load_named
@@ -129,21 +129,6 @@ def webp_model(quality: int | None, names: list[str]) -> str:
     return choice if choice in names else PASSTHROUGH
 
 
-TABLES_MIN_STRENGTH = 2.5
-"""JPEGs whose non-IJG steps are finer than this (:func:`arcnn.history.strength`; IJG q90 is
-3.1) pass through: no model was measured to help there (docs/model-choice.md)."""
-
-
-def tables_model(coarseness: float | None, names: list[str]) -> str:
-    """What ``auto`` applies to a JPEG whose steps are not an IJG table's: the bundled
-    ``jpeg-tables-sN`` whose training strength N is nearest (in ratio), or passthrough below
-    :data:`TABLES_MIN_STRENGTH` or when none is bundled."""
-    models = tables_models(names)
-    if coarseness is None or coarseness < TABLES_MIN_STRENGTH or not models:
-        return PASSTHROUGH
-    return models[min(models, key=lambda s: abs(np.log(s / coarseness)))]
-
-
 class Restorer:
     """Holds loaded models and restores PIL images with them.
 
@@ -236,8 +221,6 @@ class Restorer:
         reading = reading or self.read(img)
         if reading.codec == "webp":
             return webp_model(reading.quality, names)
-        if reading.codec == "jpeg" and not reading.ijg:
-            return PASSTHROUGH if reading.quality > self.auto_max_quality else tables_model(reading.strength, names)
         quality = reading.quality if reading.codec == "jpeg" else None
         return auto_model(quality, names, self.default_model, self.auto_max_quality,
                           subsampled=reading.subsampled, tier=self.tier)
@@ -257,8 +240,6 @@ class Restorer:
         if reading.grey:
             return None
         quality = reading.quality if reading.codec == "jpeg" else None
-        if not reading.ijg and self.chroma != "restore":
-            return None  # measured to lose on tables of other shapes (docs/model-choice.md)
         if self.chroma == "restore":
             return (quality or 50, reading.subsampled)
         if quality is None or quality > self.auto_max_quality or not is_bundled(self.chroma_model):

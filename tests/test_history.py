@@ -174,12 +174,19 @@ def test_the_chroma_network_adds_no_colour_where_the_decoded_chroma_is_neutral(a
     assert np.array_equal(out[neutral][:, 1], out[neutral][:, 2])
 
 
-def test_webp_and_tables_models_follow_their_measured_rules():
-    from arcnn.restoration import PASSTHROUGH, TABLES_MIN_STRENGTH, WEBP_POLICY, tables_model, webp_model
+def test_webp_models_follow_their_measured_policy():
+    from arcnn.restoration import PASSTHROUGH, WEBP_POLICY, webp_model
 
-    names = ["webp-q20", "webp-q40", "webp-q70", "jpeg-tables-s4", "jpeg-tables-s16", "jpeg-q30"]
+    names = ["webp-q20", "webp-q40", "webp-q70", "jpeg-q30"]
     assert webp_model(42, names) == WEBP_POLICY[40] and webp_model(95, names) == PASSTHROUGH
     assert webp_model(12, ["jpeg-q30"]) == PASSTHROUGH  # the model the policy names is not bundled
-    assert tables_model(15.0, names) == "jpeg-tables-s16" and tables_model(5.0, names) == "jpeg-tables-s4"
-    assert tables_model(TABLES_MIN_STRENGTH / 2, names) == PASSTHROUGH
-    assert tables_model(15.0, ["jpeg-q30"]) == PASSTHROUGH
+
+
+def test_non_ijg_tables_follow_the_jpeg_policy_at_their_equivalent_quality(auto):
+    """A flat table of 16s: the JPEG policy at the strongest IJG quality nowhere coarser."""
+    from arcnn.policy import shipped_policy
+
+    decoded = decode(encoded(photo(11), qtables=[[16] * 64, [16] * 64]))
+    reading = auto.read(decoded)
+    assert not reading.ijg and reading.quality == table_quality([16] * 64)
+    assert auto.choose(decoded).luma == shipped_policy().luma_model(reading.quality)

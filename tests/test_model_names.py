@@ -3,7 +3,7 @@ the model they were trained on the way to."""
 
 from arcnn.model_names import (BLIND_MODEL, CHROMA_MODELS, QUALITY_FAMILIES, TIERS, NumberedName, in_family,
                                is_profile_name, nearest_quality_model, parse_numbered, platform_model, quality_model,
-                               quality_models, random_spec, tables_models, webp_models)
+                               quality_models, random_spec, webp_models)
 
 BUNDLE = ["colour", "colour-fast", "fast-arcnn-q10", "fast-arcnn-q20", "jpeg-any", "jpeg-q10",
           "jpeg-q10-scratch", "jpeg-q10-stage2", "jpeg-q20", "jpeg-q40", "jpeg-tables-s4", "jpeg-tables-s16",
@@ -30,7 +30,6 @@ def test_families_by_number_leave_variants_and_other_families_out():
     assert quality_models(BUNDLE) == {10: "jpeg-q10", 20: "jpeg-q20", 40: "jpeg-q40"}
     assert quality_models(BUNDLE, "fast") == {10: "fast-arcnn-q10", 20: "fast-arcnn-q20"}
     assert webp_models(BUNDLE) == {20: "webp-q20", 70: "webp-q70"}
-    assert tables_models(BUNDLE) == {4: "jpeg-tables-s4", 16: "jpeg-tables-s16"}
     assert BLIND_MODEL in BUNDLE and BLIND_MODEL not in quality_models(BUNDLE).values()
 
 

@@ -1,7 +1,7 @@
 """What ``--model auto`` does with a JPEG of each quality: a measured table, shipped as data.
 
 The table (``auto_policy.json`` beside this module) is written by ``python -m
-training.auto_policy`` from BSDS500 *val*: for every quality of its grid it names the luminance
+training.studies.auto_policy`` from BSDS500 *val*: for every quality of its grid it names the luminance
 model to apply (or ``passthrough``) and whether the chroma network runs, separately for 4:2:0 and
 for 4:4:4 chroma (a decoder knows which; grey JPEGs use the 4:4:4 column). Each choice is the one with the best mean RGB PSNR gain among those that make no
 validation image more than ``max_loss_db`` worse (docs/model-choice.md has the table and how it

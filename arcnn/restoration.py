@@ -117,7 +117,7 @@ WEBP_POLICY = {10: "webp-q20", 20: "webp-q20", 30: "webp-q40", 40: "webp-q70", 5
 """What ``auto`` applies to a lossy WebP by the quality its quantiser reads as (the nearest grid
 point): per quality, the WebP model with the best mean RGB gain on BSDS500 val (full-chroma, 30
 images) among those that made no image more than 0.05 dB worse, else passthrough
-(``python -m training.history_policy``, docs/model-choice.md). From q60 every model made some
+(``python -m training.studies.history_policy``, docs/model-choice.md). From q60 every model made some
 image worse."""
 
 

@@ -139,7 +139,7 @@ def test_policy_takes_the_nearest_grid_point():
 def test_policy_decision_admits_no_image_worse_than_the_limit():
     """The best mean wins only among ways whose worst image loses at most max_loss; passthrough
     (gain 0 everywhere) is always admissible."""
-    from training.auto_policy import Cell, cells_from_record, decide
+    from training.studies.auto_policy import Cell, cells_from_record, decide
 
     cell = Cell({("passthrough", False): (0.0, 0.0), ("jpeg-q90", False): (0.4, -0.1),
                  ("jpeg-q90", True): (0.9, -0.04), ("passthrough", True): (0.5, -0.3)})

@@ -46,7 +46,7 @@ def test_auto_model_passes_through_what_no_model_improves():
 
 def test_auto_policy_table_measures_every_input_and_model():
     """The measurement behind docs/model-choice.md, on two synthetic planes."""
-    from training.input_gains import gains, markdown, parse_input
+    from training.studies.input_gains import gains, markdown, parse_input
 
     rng = np.random.default_rng(1)
     planes = [np.kron(rng.integers(0, 256, (6, 6)), np.ones((8, 8))).astype(np.uint8) for _ in range(2)]

@@ -13,7 +13,7 @@ from arcnn.registry import save_model
 from synthetic_data import write_ground_truth
 from training.train import TrainConfig, train
 from training.transfer import conv_layers
-from training.transfer_experiments import (
+from training.studies.transfer_experiments import (
     Experiment, markdown_curves, markdown_levels, markdown_table, plot, run_experiment, samples_to_reach,
     summarise,
 )
@@ -145,7 +145,7 @@ init = "gaussian"
 
 def test_snapshot_exports_a_checkpoint_as_a_base(data_root, tmp_path):
     from arcnn.registry import load_model
-    from training.transfer_experiments import snapshot
+    from training.studies.transfer_experiments import snapshot
 
     torch.set_num_threads(1)
     config = tmp_path / "c.toml"

@@ -1,6 +1,6 @@
 """Build docs/results.md: bundled models vs. the paper vs. JPEG, measured by the eval protocols.
 
-    python -m training.report --data ../shared/data
+    python -m training.studies.report --data ../shared/data
 
 Every figure comes from :func:`arcnn.evaluation.paper_protocol` / ``color_protocol`` /
 ``bucket_protocol`` (the same code as ``arcnn eval``); results are cached in ``docs/results.json`` keyed by what was measured and
@@ -216,7 +216,7 @@ def write_markdown(cache: dict) -> str:
     lines = ["# Results", "",
              "Measured with `arcnn eval DATA --quality Q --protocol paper` (Y channel, BT.601 studio range,",
              "grayscale JPEG by Pillow; PSNR dB / SSIM (8x8 unweighted windows) / PSNR-B dB, averaged over",
-             "images). Rebuild with `python -m training.report --data ../shared/data`. LIVE1, Classic5 and",
+             "images). Rebuild with `python -m training.studies.report --data ../shared/data`. LIVE1, Classic5 and",
              "Kodak24 are test sets: nothing was trained or tuned on them.", "",
              "## LIVE1: ours vs. the paper (Table 1)", "",
              "| q | JPEG (ours) | JPEG (paper) | AR-CNN (paper) | ours: jpeg-qN | ours: jpeg-any | bar met |",

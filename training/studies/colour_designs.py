@@ -13,7 +13,7 @@ is saved as a colour JPEG (libjpeg's default 4:2:0) at each quality and restored
 It prints, per quality, each design's mean RGB PSNR gain over the JPEG and the worst image's
 gain, and each design's multiply-adds per pixel.
 
-    python -m training.colour_designs ../shared/data/BSDS500/val --images 40
+    python -m training.studies.colour_designs ../shared/data/BSDS500/val --images 40
 """
 
 from __future__ import annotations

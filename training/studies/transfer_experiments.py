@@ -9,8 +9,8 @@ trained with every seed by the ordinary, resumable training loop into
 stopped. ``report`` draws validation PSNR against samples seen (one line per run, the mean per
 arm in bold) and tabulates final PSNR and the samples each arm needed to reach a fixed PSNR.
 
-    python -m training.transfer_experiments run training/configs/transfer/high-to-low.toml
-    python -m training.transfer_experiments report training/configs/transfer/high-to-low.toml \\
+    python -m training.studies.transfer_experiments run training/configs/transfer/high-to-low.toml
+    python -m training.studies.transfer_experiments report training/configs/transfer/high-to-low.toml \\
         --figure docs/figures/transfer-high-to-low.png
 """
 

@@ -6,7 +6,7 @@ themselves is reported: near-infinite for images whose chroma was already subsam
 lose nothing), lower the more full-resolution chroma detail there is. It is the check that a
 colour ground truth really has full-resolution chroma before a chroma network learns from it.
 
-    python -m training.chroma_detail ../shared/data/BSDS500/train ../shared/data/Kodak24 --half
+    python -m training.studies.chroma_detail ../shared/data/BSDS500/train ../shared/data/Kodak24 --half
 """
 
 from __future__ import annotations

@@ -14,13 +14,13 @@ choose something measured to ruin a validation photo. Ground truth is BSDS500 *v
 over 2x2 blocks (full-resolution chroma, as the chroma network was trained); test sets (LIVE1,
 Kodak24) only confirm the policy afterwards (``arcnn eval --protocol bucket``).
 
-    python -m training.auto_policy ../shared/data/BSDS500/val --write arcnn/auto_policy.json \\
+    python -m training.studies.auto_policy ../shared/data/BSDS500/val --write arcnn/auto_policy.json \\
         --json docs/auto-policy.json
 
 The fast tier has its own policy, measured the same way with its own models (``fast-arcnn-qN``
 and ``colour-fast``; in the record, ``+colour`` marks the tier's chroma network)::
 
-    python -m training.auto_policy ../shared/data/BSDS500/val --tier fast \
+    python -m training.studies.auto_policy ../shared/data/BSDS500/val --tier fast \
         --write arcnn/auto_policy-fast.json --json docs/auto-policy-fast.json
 
 ``--decide-from docs/auto-policy.json`` makes the decision again from saved measurements (each
@@ -181,7 +181,7 @@ def main() -> None:
                 cells[(q, s)] = measure(truths, rows, candidates(q, models), restorer)
     policy, record = decide(cells, args.max_loss)
     print(markdown(policy, record, measured_on, CHROMA_MODELS[args.tier]))
-    command = "python -m training.auto_policy ../shared/data/BSDS500/val" + (
+    command = "python -m training.studies.auto_policy ../shared/data/BSDS500/val" + (
         f" --tier {args.tier}" if args.tier != "standard" else "")
     meta = {"measured_on": measured_on, "max_loss_db": args.max_loss, "command": command}
     if args.write:

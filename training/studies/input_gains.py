@@ -2,7 +2,7 @@
 
 This is the measurement behind ``ARCNN_DEFAULT_MODEL`` being passthrough: inputs without JPEG
 tables (WebP, PNG) have no quality to go by, and it shows every bundled model losing on some of
-them. The per-quality JPEG policy is measured on colour by :mod:`training.auto_policy`.
+them. The per-quality JPEG policy is measured on colour by :mod:`training.studies.auto_policy`.
 
 For a folder of ground-truth images, each image's BT.601 Y plane is degraded several ways (JPEG at
 a range of qualities, lossy WebP, nothing at all) and restored by every candidate model; the
@@ -10,7 +10,7 @@ table gives mean PSNRs and each model's gain over the degraded input (negative: 
 worse; an untouched input has infinite PSNR, so that row gives the models' PSNRs alone).
 Measured on BSDS500 *val*; test sets (LIVE1, Kodak24) only confirm it.
 
-``python -m training.input_gains ../shared/data/BSDS500/val --images 30``
+``python -m training.studies.input_gains ../shared/data/BSDS500/val --images 30``
 """
 
 from __future__ import annotations

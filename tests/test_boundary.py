@@ -10,7 +10,7 @@ from arcnn import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ABOVE_THE_LIBRARY = {"training", "worker", "bench"}
-COMMAND_LAYER = {"arcnn/commands.py", "training/commands.py", "worker/commands.py"}
+COMMAND_LAYER = {"arcnn/commands.py", "training/commands.py", "training/studies/platforms.py", "worker/commands.py"}
 """The modules that parse the environment and pass the values in (worker/tasks.py too, for tasks
 run by a Celery worker that `arcnn worker` did not start)."""
 
@@ -105,3 +105,26 @@ def test_only_from_settings_builds_a_restorer_from_settings():
                    for v in values):
                 offenders.append(f"{module.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def imported_modules(source: Path) -> set[str]:
+    """Every module a module imports by absolute name, deferred imports included."""
+    modules = set()
+    for node in ast.walk(ast.parse(source.read_text(), str(source))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+    return modules
+
+
+def test_making_models_imports_neither_the_studies_nor_the_commands():
+    """training/ makes models; training/studies/ measures them for the docs and training/commands.py
+    drives both from the CLI. Neither depends back on the other, so `arcnn train` runs whatever a
+    study does and no two modules import each other (training.commands and training.platforms did)."""
+    making = sorted(m for m in (ROOT / "training").glob("*.py") if m.name != "commands.py")
+    assert {m.name for m in making} >= {"train.py", "data.py", "platforms.py", "transfer.py"}
+    offenders = {str(m.relative_to(ROOT)): sorted(n for n in imported_modules(m)
+                                                  if n == "training.commands" or n.startswith("training.studies"))
+                 for m in making}
+    assert {m: found for m, found in offenders.items() if found} == {}

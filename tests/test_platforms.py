@@ -11,10 +11,9 @@ from PIL import Image
 from arcnn.cli import main
 from training.data import make_pair
 from training.degradations import JPEG, Resize, WebP
-from training.platforms import (
-    ProfileError, available_profiles, equivalent_quality, evaluate_platform, load_profile, markdown_rows,
-    nearest_standard, parse_profile,
-)
+from training.platforms import (ProfileError, available_profiles, equivalent_quality, load_profile, nearest_standard,
+                                parse_profile)
+from training.studies.platforms import auto_choice, evaluate_platform, markdown_rows
 
 
 def _photo(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -177,8 +176,6 @@ def test_evaluate_platform_compares_input_and_models(folders):
 
 
 def test_auto_choice_is_what_restore_auto_would_apply():
-    from training.platforms import auto_choice
-
     names = ["jpeg-q10", "jpeg-q20", "jpeg-q40", "jpeg-any"]
     assert auto_choice(load_profile("twitter"), names) == "jpeg-q40"
     assert auto_choice(load_profile("webp"), names) == "passthrough"  # no JPEG tables: the default model

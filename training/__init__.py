@@ -1,1 +1,4 @@
-"""Producing models: data, degradations, training, transfer, evaluation, model cards."""
+"""Making models: data, degradations, training, transfer, platform profiles (``arcnn train``).
+
+The studies that measure the models for the docs live apart, in :mod:`training.studies`.
+"""

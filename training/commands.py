@@ -1,14 +1,13 @@
-"""CLI commands of training: ``arcnn train`` (reproduce any bundled model from its config, or train
-a platform model) and ``python -m training.platforms`` (show a profile, evaluate models through it).
+"""The CLI command of training: ``arcnn train`` (reproduce any bundled model from its config, or
+train a platform model).
 
-They read the environment (:class:`arcnn.settings.Settings`) and pass the values down; the
-training modules themselves read none.
+Commands read the environment and pass the values down; the training modules themselves read
+none. Showing a profile and evaluating models through it is a study
+(``python -m training.studies.platforms``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import click
@@ -83,65 +82,3 @@ def train_command(config_path: Path | None, profile: str | None, base: str | Non
     click.echo(f"{cfg.name}: {card.steps} steps, validation PSNR {v['psnr']:.3f} dB "
                f"(input {v['input_psnr']:.3f}) {where}")
 
-
-@click.group("platforms")
-def platforms_command() -> None:
-    """Platform profiles: show them, evaluate models on data put through them."""
-
-
-@platforms_command.command("show")
-@click.argument("profile")
-def show_profile_command(profile: str) -> None:
-    """Print a profile's validated form (what it does to an upload)."""
-    from training.platforms import ProfileError, load_profile
-
-    try:
-        click.echo(json.dumps(load_profile(profile).describe(), indent=2))
-    except ProfileError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-@platforms_command.command("eval")
-@click.argument("profile")
-@click.option("--data", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Held-out ground-truth folder (e.g. ../shared/data/Kodak24: evaluate on it, never tune).")
-@click.option("--model", "models", multiple=True,
-              help="Model(s) to compare (repeatable). Default: what --model auto would apply, the "
-                   "platform model's transfer base, jpeg-any if bundled, and platform-<name>.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the result as JSON here.")
-@click.option("--record", is_flag=True, help="Store the result in the platform model's card.")
-def eval_profile_command(profile: str, folder: Path, models: tuple[str, ...], device: str,
-                         json_path: Path | None, record: bool) -> None:
-    """Degraded input vs. standard models vs. the platform model, on FOLDER through PROFILE."""
-    from arcnn.model_names import BLIND_MODEL, platform_model
-    from arcnn.registry import BUNDLED_DIR, bundled
-    from arcnn.settings import Settings
-    from training.platforms import (ProfileError, auto_choice, evaluate_platform, load_profile, markdown_rows,
-                                    record_profile)
-
-    try:
-        prof = load_profile(profile)
-        settings = Settings.from_env(os.environ)
-    except (ProfileError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    own = platform_model(prof.name)
-    cards = bundled()
-    if not models:
-        if own not in cards:
-            raise click.ClickException(f"{own} is not bundled; train it or pass --model")
-        base = (cards[own].transfer or {}).get("base")
-        auto = auto_choice(prof, list(cards), settings.default_model, settings.auto_max_quality)
-        models = tuple(dict.fromkeys(m for m in (auto, base, BLIND_MODEL, own) if m in cards))
-    result = evaluate_platform(prof, folder, list(models), device)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-    if record and own in cards:
-        record_profile(BUNDLED_DIR / f"{own}.json", prof,
-                       {"data": folder.name, "images": result["images"], "input": result["input"],
-                        **result["models"]})
-    click.echo(f"{folder} ({result['images']} images) through profile {prof.name}, metrics on Y")
-    click.echo("| profile | output | PSNR (dB) | SSIM | PSNR-B (dB) |\n|---|---|---|---|---|")
-    click.echo("\n".join(markdown_rows(result)))

@@ -9,8 +9,8 @@ target too, so a platform model learns to undo the codec, not to super-resolve.
 :func:`platform_config` builds the training config for ``arcnn train --platform``: a recipe
 (``training/configs/platform.toml``) plus the profile's degradation plus a transfer from the
 standard model whose JPEG artifacts are as strong as the platform's (:func:`equivalent_quality`).
-:func:`evaluate_platform` reports degraded input vs. standard models vs. the platform model on a
-held-out folder put through the profile (``python -m training.platforms eval ...``).
+Measuring the models on a held-out folder put through a profile is a study
+(:mod:`training.studies.platforms`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from PIL import Image
 
 from arcnn.cards import ModelCard
 from arcnn.errors import NoWeightsError
+from arcnn.images import list_images
 from arcnn.metrics import psnr
 from arcnn.model_names import is_profile_name, platform_model
-from training.degradations import JPEG, RESAMPLING, SUBSAMPLING, Chain, Resize, WebP
-from arcnn.images import list_images
 from training.data import make_pair
+from training.degradations import JPEG, RESAMPLING, SUBSAMPLING, Chain, Resize, WebP
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 PLATFORM_RECIPE = Path(__file__).parent / "configs" / "platform.toml"
@@ -202,22 +202,6 @@ def nearest_standard(profile: Profile, image_paths: list[Path], limit: int = 10)
     return min((n for n, q in models.items() if q == quality))
 
 
-def auto_choice(profile: Profile, names: list[str], default_model: str = "passthrough",
-                auto_max_quality: int = 100) -> str:
-    """The model ``arcnn restore --model auto`` applies to this platform's files, blindly.
-
-    JPEG output: the quality its tables carry (the last pass's) goes through the same
-    :func:`~arcnn.restoration.auto_model` rule; anything else has no tables, so auto applies
-    ``default_model``. Both settings are the command's (``ARCNN_DEFAULT_MODEL``,
-    ``ARCNN_AUTO_MAX_QUALITY``), passed in as ``arcnn restore`` passes them to its restorer.
-    """
-    from arcnn.restoration import auto_model
-
-    last = profile.passes[-1]
-    quality = last.quality if isinstance(last, JPEG) else None
-    return auto_model(quality, names, default_model, auto_max_quality)
-
-
 def platform_config(profile: Profile, data_root: Path, recipe: Path = PLATFORM_RECIPE,
                     base: str | None = None, train_dirs: list[str] | None = None,
                     val_dirs: list[str] | None = None, steps: int | None = None):
@@ -264,37 +248,3 @@ def record_profile(card_path: Path, profile: Profile, evaluation: dict | None = 
     if evaluation is not None:
         card.metrics["held_out"] = evaluation
     card.write(card_path)
-
-
-def evaluate_platform(profile: Profile, folder: Path, models: list[str], device: str = "cpu") -> dict:
-    """PSNR / SSIM / PSNR-B on Y of the degraded input and of each model, on ``folder`` via the profile."""
-    from arcnn.evaluation import evaluate_planes
-    from arcnn.registry import load_named
-
-    clean, degraded = [], []
-    for path in list_images([folder]):
-        with Image.open(path) as img:
-            img.load()
-            c, d = make_pair(img, profile.degradation(), colour=True)
-        clean.append(c)
-        degraded.append(d)
-    result = {"profile": profile.name, "data": str(folder), "images": len(clean), "models": {}}
-    result["input"] = evaluate_planes(None, clean, degraded)["input"]
-    for name in models:
-        model, _ = load_named(name)
-        result["models"][name] = evaluate_planes(model, clean, degraded, device)["restored"]
-    return result
-
-
-def markdown_rows(result: dict) -> list[str]:
-    """Table rows (``| profile | what | PSNR | SSIM | PSNR-B |``) for docs/platforms.md."""
-    def row(what: str, m: dict) -> str:
-        return f"| {result['profile']} | {what} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['psnr_b']:.2f} |"
-
-    return [row("degraded input", result["input"])] + [row(f"`{n}`", m) for n, m in result["models"].items()]
-
-
-if __name__ == "__main__":  # `python -m training.platforms`: the commands live in training.commands
-    from training.commands import platforms_command
-
-    platforms_command()

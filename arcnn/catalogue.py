@@ -18,12 +18,13 @@ from arcnn.cards import ModelCard
 
 def auto_models() -> set[str]:
     """The models ``--model auto`` can apply, in either tier: each one a tier's measured policy
-    names, and the tier's chroma network where its policy runs it at all."""
+    names, the tier's chroma network where its policy runs it at all, and the WebP models
+    :data:`~arcnn.restoration.WEBP_POLICY` names."""
     from arcnn.model_names import CHROMA_MODELS, TIERS
     from arcnn.policy import shipped_policy
-    from arcnn.restoration import PASSTHROUGH
+    from arcnn.restoration import PASSTHROUGH, WEBP_POLICY
 
-    names: set[str] = set()
+    names: set[str] = set(WEBP_POLICY.values()) - {PASSTHROUGH}
     for tier in TIERS:
         policy = shipped_policy(tier)
         if policy is None:

@@ -35,7 +35,8 @@ _SHOWN = 120
 
 
 class Channel(kombu_redis.Channel):
-    """A Redis channel that drops undecodable queue items and skips acks after its close."""
+    """A Redis channel that drops undecodable queue items and, once a Redis restart has closed
+    it, neither reconnects (a connection error kombu ignores while closing) nor acknowledges."""
 
     def _brpop_read(self, **options: object) -> bool:
         try:

@@ -79,14 +79,15 @@ def test_eval_input_only_json(tmp_path):
 
 
 def test_models_marks_what_auto_uses_and_hides_earlier_stages():
-    """Every model the shipped policy names (and the chroma network) is starred; lineage stages
+    """Every model the shipped policies name (the JPEG ones, WEBP_POLICY, the chroma networks) is starred; lineage stages
     that a later model continued on the same degradation are listed only with --all."""
     import json
 
     from arcnn.policy import POLICY_FILES
     from arcnn.registry import bundled
+    from arcnn.restoration import WEBP_POLICY
 
-    auto = set()
+    auto = set(WEBP_POLICY.values()) - {"passthrough"}
     for tier, chroma in (("standard", "colour"), ("fast", "colour-fast")):
         if POLICY_FILES[tier].exists():
             policy = json.loads(POLICY_FILES[tier].read_text())

@@ -130,6 +130,16 @@ def color_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder:
     return result
 
 
+def ground_truths(folder: Path, images: int | None = None) -> tuple[list[Path], list[Image.Image]]:
+    """The first ``images`` (all: None) image paths of ``folder`` and their RGB pixels."""
+    paths = list_images([folder])[:images]
+    truths = []
+    for path in paths:
+        with Image.open(path) as img:
+            truths.append(img.convert("RGB"))
+    return paths, truths
+
+
 @dataclass(frozen=True)
 class BucketRow:
     """One way an image reached the bucket: JPEG saves in order, each (quality, subsampling),
@@ -170,11 +180,7 @@ def bucket_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder
                     rows: Iterable[BucketRow] = BUCKET_ROWS, images: int | None = None,
                     progress: Callable[[str], None] | None = None) -> dict:
     """Per row: mean RGB PSNR of the JPEGs and of their restorations, mean and worst gain."""
-    paths = list_images([folder])[:images]
-    truths = []
-    for path in paths:
-        with Image.open(path) as img:
-            truths.append(img.convert("RGB"))
+    paths, truths = ground_truths(folder, images)
     table = []
     for row in rows:
         before, after = [], []
@@ -203,14 +209,10 @@ def bucket_protocol(restore: Callable[[Image.Image], Image.Image] | None, folder
     return result
 
 
-def _encode(img: Image.Image, fmt: str, **params: object) -> bytes:
+def encoded(img: Image.Image, fmt: str, **params: object) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, format=fmt, **params)
     return buffer.getvalue()
-
-
-def _decoded(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 FLAT_TABLE = [10] * 64
@@ -234,27 +236,28 @@ class HistoryRow:
 
 
 def _png_of_jpeg(quality: int) -> Callable[[Image.Image], tuple[bytes, Image.Image]]:
-    return lambda rgb: (_encode(_decoded(jpeg_bytes(rgb, quality)), "PNG"), rgb)
+    return lambda rgb: (encoded(codec_roundtrip(rgb, "JPEG", quality=quality, subsampling=2), "PNG"), rgb)
 
 
 def _resave(first: int, second: int, shift: int = 0) -> Callable[[Image.Image], tuple[bytes, Image.Image]]:
     def make(rgb: Image.Image) -> tuple[bytes, Image.Image]:
-        once = _decoded(jpeg_bytes(rgb, first))
+        once = codec_roundtrip(rgb, "JPEG", quality=first, subsampling=2)
         box = (shift, shift, rgb.width, rgb.height)
         return jpeg_bytes(once.crop(box), second), rgb.crop(box)
     return make
 
 
 def _tables(table: list[int]) -> Callable[[Image.Image], tuple[bytes, Image.Image]]:
-    return lambda rgb: (_encode(rgb, "JPEG", qtables=[table, table], subsampling=2), rgb)
+    return lambda rgb: (encoded(rgb, "JPEG", qtables=[table, table], subsampling=2), rgb)
 
 
 def _webp(quality: int) -> Callable[[Image.Image], tuple[bytes, Image.Image]]:
-    return lambda rgb: (_encode(rgb, "WEBP", quality=quality), rgb)
+    return lambda rgb: (encoded(rgb, "WEBP", quality=quality), rgb)
 
 
 def _lossless_webp_of_jpeg(quality: int) -> Callable[[Image.Image], tuple[bytes, Image.Image]]:
-    return lambda rgb: (_encode(_decoded(jpeg_bytes(rgb, quality)), "WEBP", lossless=True), rgb)
+    return lambda rgb: (encoded(codec_roundtrip(rgb, "JPEG", quality=quality, subsampling=2), "WEBP",
+                                lossless=True), rgb)
 
 
 _JPEG_TRUTHS = tuple(f"q{q}" for q in range(10, 100, 10))
@@ -272,7 +275,7 @@ HISTORY_ROWS: tuple[HistoryRow, ...] = (
     HistoryRow("webp q40", _webp(40), ("webp-q20", "webp-q40", "webp-q70")),
     HistoryRow("webp q70", _webp(70), ("webp-q20", "webp-q40", "webp-q70")),
     HistoryRow("grey q30 in colour JPEG", lambda rgb: (jpeg_bytes(rgb, 30), rgb), ("q30",), grey=True),
-    HistoryRow("pristine", lambda rgb: (_encode(rgb, "PNG"), rgb), ()),
+    HistoryRow("pristine", lambda rgb: (encoded(rgb, "PNG"), rgb), ()),
 )
 """The history grid (docs/results.md): decoded-and-saved PNGs and lossless WebPs of JPEGs,
 re-saves at a higher quality (aligned and shifted), tables of other shapes, lossy WebP, a grey
@@ -295,11 +298,7 @@ def history_protocol(restore: Callable[[Image.Image], Image.Image],
     the gain of the best of the row's ``truth`` models (``told(truth)`` restores with it), the
     share of that gain reached, images changed (pristine: must be 0) and, for grey rows, the
     chroma the output invented."""
-    paths = list_images([folder])[:images]
-    truths = []
-    for path in paths:
-        with Image.open(path) as img:
-            truths.append(img.convert("RGB"))
+    paths, truths = ground_truths(folder, images)
     table = []
     for row in rows:
         before, after, oracle, invented, changed = [], [], {t: [] for t in row.truth}, [], 0
@@ -315,7 +314,7 @@ def history_protocol(restore: Callable[[Image.Image], Image.Image],
             if row.grey:
                 invented.append(invented_chroma(out))
             for t in row.truth:
-                oracle[t].append(rgb_psnr(ref, np.asarray(told(t)(decode_as_product(data)).convert("RGB"))))
+                oracle[t].append(rgb_psnr(ref, np.asarray(told(t)(decoded).convert("RGB"))))
         same = np.array(after) == np.array(before)  # identical images: both PSNRs infinite
         gains = np.where(same, 0.0, np.array(after) - np.array(before))
         worst = int(np.argmin(gains))

@@ -35,8 +35,8 @@ class Reading:
 
     ``codec``: ``jpeg`` (the policy of ``quality``, an IJG-equivalent JPEG quality: for steps
     that are not an IJG-scaled table's, ``ijg`` False, the strongest IJG quality nowhere coarser
-    than them), ``webp``
-    (``quality`` is the WebP quality of equal quantiser) or ``none`` (nothing to undo found).
+    than them), ``webp`` (``quality`` is the WebP quality of equal quantiser) or ``none``
+    (nothing to undo found).
     ``subsampled``: the chroma subsampling the chroma network is conditioned on. ``grey``: a
     colour file whose decoded chroma is neutral everywhere. ``source``: where ``quality`` came
     from (``tables``, ``pixels``, ``webp``, ``assumed``). ``text``: the same, for people.
@@ -49,10 +49,6 @@ class Reading:
     grey: bool = False
     source: str = ""
     text: str = ""
-
-    def to_json(self) -> dict:
-        return {"codec": self.codec, "quality": self.quality, "ijg": self.ijg, "subsampled": self.subsampled,
-                "grey": self.grey, "source": self.source, "read": self.text}
 
 
 def is_grey(img: Image.Image) -> bool:
@@ -99,7 +95,7 @@ def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
     pixels. ``assumed_quality`` (1-100, ``--input-quality``) replaces what was read: lower values
     restore more strongly."""
     info = img.info
-    subsampled = bool(info.get("jpeg_subsampled", True)) if info.get("jpeg_subsampled") is not None else True
+    subsampled = info.get("jpeg_subsampled") is not False  # unknown (no JPEG): 4:2:0, the common case
     grey = is_grey(img)
     tail = "; grey in a colour file: chroma kept neutral" if grey else ""
     if assumed_quality:

@@ -254,14 +254,17 @@ class Restorer:
         spec = model or self.default
         if spec == PASSTHROUGH:  # asked for by name: the image goes out as it came in
             return Choice(PASSTHROUGH, why="asked for")
-        reading = self.read(img)
         if spec == "auto":
+            reading = self.read(img)
             luma, chroma = self.choose_model(img, reading), self.choose_chroma(img, reading)
             return Choice(luma, chroma, self.chroma_model, self._why_auto(reading, luma, chroma), reading)
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
-        # the policy measured its own luma choices with the chroma network, not arbitrary models
-        return Choice(spec, self.choose_chroma(img, reading) if self.chroma == "restore" else None,
-                      self.chroma_model, "named", reading)
+        # the policy measured its own luma choices with the chroma network, not arbitrary models.
+        # Only then is the history read: it conditions the chroma network and nothing else.
+        if self.chroma != "restore":
+            return Choice(spec, None, self.chroma_model, "named")
+        reading = self.read(img)
+        return Choice(spec, self.choose_chroma(img, reading), self.chroma_model, "named", reading)
 
     def _why_auto(self, reading: Reading, luma: str, chroma: tuple[int, bool] | None) -> str:
         if reading.codec == "none":
@@ -339,15 +342,16 @@ class Restorer:
         rgba = np.asarray(img if mode == target else img.convert(target))
         ycc = rgb_to_ycbcr_planes(rgba[..., :3])
         alpha = rgba[..., 3].copy() if has_alpha else None
-        grey = choice.reading is not None and choice.reading.grey
-        informative = choice.chroma is not None and choice.chroma[0] >= NEUTRAL_MIN_QUALITY
-        neutral = neutral_pixels(rgba) if informative and not grey else None
+        # Where the decoder wrote no colour (R == G == B), the output has none either, exactly:
+        # neutral chroma is set to 128 so that R == G == B again after the conversion (a grey
+        # photo in a colour file is the case where that is every pixel). Below NEUTRAL_MIN_QUALITY
+        # the chroma network may colour them: there, neutral does not mean colourless.
+        keep = choice.chroma is None or choice.chroma[0] >= NEUTRAL_MIN_QUALITY
+        neutral = neutral_pixels(rgba) if keep else None
         del rgba
         if choice.chroma is not None:
             self.restore_chroma(ycc, choice.chroma, choice.chroma_model, out=ycc[1:])
-        if grey:  # exactly neutral, so that R == G == B after the conversion
-            ycc[1:] = 128.0
-        elif neutral is not None:  # the chroma network never adds colour where there was none
+        if neutral is not None:
             ycc[1][neutral] = ycc[2][neutral] = 128.0
         if net is not None:
             self.restore_luma(choice.luma, ycc[0], out=ycc[0])

@@ -19,7 +19,6 @@ the estimator's time per image beside the fast tier's restore time of the same i
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,17 +26,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from arcnn.evaluation import FLAT_TABLE, RAMP_TABLE
+from arcnn.evaluation import FLAT_TABLE, RAMP_TABLE, jpeg_bytes
 from arcnn.history import read_history
-from arcnn.images import decode_image, list_images
+from arcnn.images import codec_roundtrip, decode_image, list_images
 from arcnn.restoration import Restorer
 from bench.harness import arguments, table, write
 
 
 def _jpeg(img: Image.Image, quality: int | None = None, **params: object) -> Image.Image:
-    buffer = io.BytesIO()
-    img.save(buffer, "JPEG", **({"quality": quality} if quality else {}), **params)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    return codec_roundtrip(img, "JPEG", **({"quality": quality} if quality else {}), **params).convert("RGB")
 
 
 Case = tuple[str, Callable[[Image.Image], Image.Image], int | None, tuple[int, int] | None]
@@ -68,9 +65,7 @@ def cases() -> list[Case]:
 
 def fast_tier_seconds(restorer: Restorer, img: Image.Image) -> float:
     """Best of two: the fast tier restoring this image (a q30 JPEG of it) as ``arcnn restore`` would."""
-    buffer = io.BytesIO()
-    img.save(buffer, "JPEG", quality=30)
-    decoded = decode_image(buffer.getvalue(), 10**9)
+    decoded = decode_image(jpeg_bytes(img, 30), 10**9)
     choice = restorer.choose(decoded)
     best = np.inf
     for _ in range(2):

@@ -20,7 +20,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from ops_support import ENV_EXAMPLE, ROOT, dashboard_expressions, grafana_to_promql, read_env_file
+from worker_support import wait_for
 
 pytestmark = pytest.mark.compose
 
@@ -101,17 +101,6 @@ def _prometheus(path: str, **query: str) -> dict:
     return json.load(urllib.request.urlopen(url, timeout=10))
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 2.0):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     reason = _why_no_engine()
@@ -172,14 +161,15 @@ def test_a_job_through_the_cli_survives_a_killed_worker_with_exact_counts(stack:
     init_started = _started_at("minio-init")
     job_id = stack.cli("enqueue", f"s3://{source}/composetest/", "--dest", f"s3://{dest}/composetest/").strip()
     job_id = job_id.splitlines()[-1]
-    _wait(lambda: 0 < (lambda s: s["done"] + s["skipped"] + s["failed"])(stack.status(job_id)) < IMAGES
-          or stack.status(job_id)["state"] == "done", 300, "the job under way", interval=0.5)
+    wait_for(lambda: 0 < (lambda s: s["done"] + s["skipped"] + s["failed"])(stack.status(job_id)) < IMAGES
+             or stack.status(job_id)["state"] == "done", 300, interval=0.5, what="the job under way")
     assert _started_at("minio-init") == init_started  # the cli runs did not run minio-init again
     # SIGKILL and start again through the engine itself (`docker compose start` would also start
     # the worker's one-shot dependencies again)
     subprocess.run(["docker", "kill", "--signal", "KILL", f"{PROJECT}-worker-cpu-1"], check=True, capture_output=True)
     subprocess.run(["docker", "start", f"{PROJECT}-worker-cpu-1"], check=True, capture_output=True)
-    status = _wait(lambda: (s := stack.status(job_id))["state"] in ("done", "failed") and s, JOB_TIMEOUT, "the job")
+    status = wait_for(lambda: (s := stack.status(job_id))["state"] in ("done", "failed") and s, JOB_TIMEOUT,
+                      interval=2.0, what="the job")
     assert (status["state"], status["total"], status["done"] + status["passed_through"], status["failed"]) == \
         ("done", IMAGES, IMAGES, 0), status
     outputs = s3.list_objects_v2(Bucket=dest, Prefix="composetest/").get("Contents", [])
@@ -193,9 +183,9 @@ def test_prometheus_scrapes_the_worker_and_answers_every_dashboard_query(stack: 
         workers = [t for t in targets if t["labels"].get("job") == "arcnn-worker"]
         return workers if workers and all(t["health"] == "up" for t in workers) else []
 
-    _wait(worker_up, 180, "Prometheus to scrape the worker")
-    _wait(lambda: _prometheus("/api/v1/query", query="sum(arcnn_images_processed_total)")["data"]["result"],
-          180, "the worker's counters in Prometheus")
+    wait_for(worker_up, 180, interval=2.0, what="Prometheus to scrape the worker")
+    wait_for(lambda: _prometheus("/api/v1/query", query="sum(arcnn_images_processed_total)")["data"]["result"],
+             180, interval=2.0, what="the worker's counters in Prometheus")
     broker = _prometheus("/api/v1/query", query="min(arcnn_broker_up)")["data"]["result"]
     assert broker and float(broker[0]["value"][1]) == 1
     for title, expr in dashboard_expressions():

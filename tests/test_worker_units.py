@@ -272,16 +272,12 @@ def test_one_shot_commands_fail_fast_in_one_line_when_the_broker_is_down(tmp_pat
         assert len(errors) == 1 and "redis://:***@127.0.0.1" in errors[0] and "hunter2" not in result.stderr
 
 
-def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, monkeypatch) -> None:  # noqa: F811
-    """The Celery lister stops every few batches and queues a continuation; a stem group split
-    by that cut would be named differently by the continuation than by one whole listing."""
-    import base64
-    import json
-
+def _stem_group_job(tmp_path: Path, redis_server):  # noqa: ANN001, ANN202
+    """A passthrough job over 8 local keys with a stem group (b.jpg, b.png), listed 3 keys a
+    message, on a worker runtime of this test's Redis with an empty queue: (src, dest, keys,
+    runtime, client, spec, job_id)."""
     from worker import tasks
     from worker.app import QUEUE, app, configure
-    from arcnn.jobs.listing import planned
-    from arcnn.jobs.locations import parse_location
     from worker.engine import worker_pipeline
 
     src, dest = tmp_path / "src", tmp_path / "dest"
@@ -292,12 +288,26 @@ def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, 
     settings = WorkerSettings(broker_url=redis_server.url, list_batch=3, device="cpu")
     configure(settings)
     app._after_fork()  # drop connections pooled for another test module's broker
-    monkeypatch.setattr(tasks, "LIST_CHUNK", 2)
     runtime = tasks.Runtime(settings, worker_pipeline(settings))
     client = redis_server.client()
     client.delete(QUEUE)
     spec = JobSpec(str(src), str(dest), model="passthrough")
-    job_id = runtime.store.create(spec)
+    return src, dest, keys, runtime, client, spec, runtime.store.create(spec)
+
+
+def test_listing_chunks_cut_between_naming_groups(tmp_path: Path, redis_server, monkeypatch) -> None:  # noqa: F811
+    """The Celery lister stops every few batches and queues a continuation; a stem group split
+    by that cut would be named differently by the continuation than by one whole listing."""
+    import base64
+    import json
+
+    from arcnn.jobs.listing import planned
+    from arcnn.jobs.locations import parse_location
+    from worker import tasks
+    from worker.app import QUEUE
+
+    monkeypatch.setattr(tasks, "LIST_CHUNK", 2)
+    src, dest, keys, runtime, client, spec, job_id = _stem_group_job(tmp_path, redis_server)
     from_batch = 0
     for _ in range(10):
         runtime.list_chunk(job_id, from_batch)
@@ -326,23 +336,9 @@ def test_a_restarted_listing_names_every_key_as_a_whole_listing_would(tmp_path: 
 
     from arcnn.jobs.listing import planned
     from arcnn.jobs.locations import parse_location
-    from worker import tasks
-    from worker.app import QUEUE, app, configure
-    from worker.engine import worker_pipeline
+    from worker.app import QUEUE
 
-    src, dest = tmp_path / "src", tmp_path / "dest"
-    src.mkdir()
-    keys = [f"a{i}.jpg" for i in range(5)] + ["b.jpg", "b.png", "c.jpg"]
-    for key in keys:
-        (src / key).write_bytes(b"x")
-    settings = WorkerSettings(broker_url=redis_server.url, list_batch=3, device="cpu")
-    configure(settings)
-    app._after_fork()
-    runtime = tasks.Runtime(settings, worker_pipeline(settings))
-    client = redis_server.client()
-    client.delete(QUEUE)
-    spec = JobSpec(str(src), str(dest), model="passthrough")
-    job_id = runtime.store.create(spec)
+    src, dest, keys, runtime, client, spec, job_id = _stem_group_job(tmp_path, redis_server)
     send = runtime._send
     calls = []
 

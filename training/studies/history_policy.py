@@ -21,26 +21,19 @@ was trained; BSDS500's own JPEGs carry 4:2:0 chroma):
 from __future__ import annotations
 
 import argparse
-import io
 import random
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from arcnn.evaluation import rgb_psnr
-from arcnn.images import decode_image, list_images
+from arcnn.evaluation import encoded, rgb_psnr
+from arcnn.images import codec_roundtrip, decode_image, list_images
 from arcnn.model_names import nearest_quality_model, webp_models
 from arcnn.registry import bundled
 from arcnn.restoration import PASSTHROUGH, Choice, Restorer
 from training.colour_data import full_chroma
 from training.degradations import random_table
-
-
-def _bytes(img: Image.Image, fmt: str, **params: object) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
 
 
 def _gains(restorer: Restorer, truths: list[Image.Image], make, choices: dict[str, object]) -> dict:
@@ -92,7 +85,7 @@ def webp_part(restorer: Restorer, truths: list[Image.Image], webp_models: list[s
     print("| WebP quality | " + " | ".join(webp_models) + " | mean (worst) gain |")
     print("|---|" + "---|" * len(webp_models) + "---|")
     for quality in (10, 20, 30, 40, 50, 60, 70, 80, 90):
-        result = _gains(restorer, truths, lambda t, q=quality: _bytes(t, "WEBP", quality=q),
+        result = _gains(restorer, truths, lambda t, q=quality: encoded(t, "WEBP", quality=q),
                         {m: Choice(m) for m in webp_models})
         print(f"| {quality} | {_fmt(result)} | |")
 
@@ -105,7 +98,7 @@ def png_part(restorer: Restorer, truths: list[Image.Image], names: list[str]) ->
         model = nearest_quality_model(quality, names) or PASSTHROUGH
 
         def png(t: Image.Image, q: int = quality) -> bytes:
-            return _bytes(Image.open(io.BytesIO(_bytes(t, "JPEG", quality=q))).convert("RGB"), "PNG")
+            return encoded(codec_roundtrip(t, "JPEG", quality=q), "PNG")
 
         result = _gains(restorer, truths, png, {"luma": Choice(model), "both": Choice(model, (quality, True))})
         print(f"| q{quality} ({model}) | {_fmt(result)} |")
@@ -120,7 +113,7 @@ def tables_part(restorer: Restorer, truths: list[Image.Image], names: list[str],
 
         def tables(t: Image.Image) -> bytes:
             table = random_table(rng, low, high)
-            return _bytes(t, "JPEG", qtables=[table, table], subsampling=2)
+            return encoded(t, "JPEG", qtables=[table, table], subsampling=2)
 
         def luma_alone(decoded: Image.Image) -> Choice:
             return Choice(restorer.choose(decoded).luma)

@@ -25,6 +25,7 @@ CONTRACT_METRICS = {
     "arcnn_images_processed_total": "counter",
     "arcnn_image_failures_total": "counter",
     "arcnn_pixels_processed_total": "counter",
+    "arcnn_model_images_total": "counter",
     "arcnn_bytes_read_total": "counter",
     "arcnn_bytes_written_total": "counter",
     "arcnn_stage_duration_seconds": "histogram",

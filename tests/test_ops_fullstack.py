@@ -143,9 +143,13 @@ def prom_query(stack: Stack, expr: str) -> list[dict]:
 def finished_job(stack):
     from worker_support import cli, status_json
 
-    # Both workers are scraped before the job starts, so both can take batches.
+    # Both workers are scraped before the job starts, so both can take batches, and Prometheus
+    # holds their throughput counters at 0: rate() sees the job's first images only if it does
+    # (a job that finishes within one scrape interval once showed 0 images/s, in CI).
     stack.wait_for(lambda: len(prom_query(stack, 'up{job="arcnn-worker"} == 1')) == 2, 60, 0.5,
                    "prometheus scraping both workers")
+    stack.wait_for(lambda: len(prom_query(stack, 'arcnn_images_processed_total{outcome="restored"} == 0')) == 2,
+                   30, 0.5, "both workers' throughput counters exported at 0 before any image")
     stack.enqueued_at = time.time()
     r = cli(stack.env, "enqueue", f"s3://{SRC_BUCKET}/photos/", "--dest", f"s3://{DEST_BUCKET}/photos/",
             "--model", stack.model)
@@ -233,6 +237,10 @@ def test_prometheus_shows_positive_throughput_from_the_dashboard_expressions(sta
     restored = prom_query(stack, 'sum by (instance) (arcnn_images_processed_total{outcome="restored"})')
     per_instance = {s["metric"]["instance"]: float(s["value"][1]) for s in restored}
     assert sum(per_instance.values()) == N_IMAGES, per_instance
+    # ... in the very series that were exported at 0 before the job (one per worker), not in
+    # new ones that rate() could not see.
+    series = prom_query(stack, 'arcnn_images_processed_total{outcome="restored"}')
+    assert len(series) == 2, series
     assert len(per_instance) == 2 and all(v > 0 for v in per_instance.values()), per_instance
     megapixels = prom_range(stack, panel_expr("Megapixels/s per worker and total", "B"), start, end)
     assert megapixels and peak(megapixels[0]) > 0

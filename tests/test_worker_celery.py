@@ -249,14 +249,16 @@ def test_metrics_endpoint_adds_up_after_a_job(env, worker, bucket) -> None:  # n
     def delta(name: str, **labels: str) -> float:
         return value(name, **labels) - before.get((name, tuple(sorted(labels.items()))), 0.0)
 
-    restored = delta("arcnn_images_processed_total", outcome="restored", model=MODEL)
-    skipped = delta("arcnn_images_processed_total", outcome="skipped", model=MODEL)
-    failed = delta("arcnn_images_processed_total", outcome="failed", model=MODEL)
+    restored = delta("arcnn_images_processed_total", outcome="restored")
+    skipped = delta("arcnn_images_processed_total", outcome="skipped")
+    failed = delta("arcnn_images_processed_total", outcome="failed")
     assert (restored, skipped, failed) == (6, 6, 4)
     assert restored + skipped + failed == job["total"] + rerun["total"]
     assert delta("arcnn_image_failures_total", reason="bad_image") == 2
     assert delta("arcnn_image_failures_total", reason="too_large") == 2
-    assert delta("arcnn_pixels_processed_total", model=MODEL) == sum((48 + i) * 40 for i in range(6))
+    assert delta("arcnn_pixels_processed_total") == sum((48 + i) * 40 for i in range(6))
+    assert sum(v for (name, _), v in after.items() if name == "arcnn_model_images_total") - sum(
+        v for (name, _), v in before.items() if name == "arcnn_model_images_total") == 6
     # sources are fetched once (the re-run skips them), the two bad keys twice
     assert delta("arcnn_bytes_read_total") == sum(map(len, sources.values())) + 2 * sum(map(len, bad.values()))
     written = sum(bucket.head(k)["ContentLength"] for k in bucket.keys("out/"))

@@ -10,7 +10,7 @@ from arcnn.jobs.spec import JobSpec
 from arcnn.jobs.storage import MemoryStorage
 from worker.commands import _describe
 from worker.jobs import JobStore
-from worker.metrics import IMAGES_PROCESSED, PIXELS_PROCESSED, JobCollector, MetricsObserver
+from worker.metrics import IMAGES_PROCESSED, MODEL_IMAGES, PIXELS_PROCESSED, JobCollector, MetricsObserver
 from worker_support import redis_server  # noqa: F401 (fixture)
 
 
@@ -36,14 +36,14 @@ def test_metrics_label_passthroughs_as_their_own_outcome(tmp_path: Path) -> None
     storage = MemoryStorage("m")
     work = Work(storage, storage, "k.jpg", "", JobSpec("a", "b"))
 
-    def count(outcome: str, model: str) -> float:
-        return IMAGES_PROCESSED.labels(outcome=outcome, model=model)._value.get()
+    def counts() -> tuple[float, ...]:
+        return (IMAGES_PROCESSED.labels(outcome="passed_through")._value.get(),
+                IMAGES_PROCESSED.labels(outcome="restored")._value.get(),
+                MODEL_IMAGES.labels(model="passthrough")._value.get(), PIXELS_PROCESSED._value.get())
 
-    before = count("passed_through", "passthrough"), count("restored", "passthrough")
-    pixels = PIXELS_PROCESSED.labels(model="passthrough")._value.get()
+    before = counts()
     MetricsObserver().finished(Result(work, "passed_through", model="passthrough", pixels=100, written=10), False)
-    assert (count("passed_through", "passthrough"), count("restored", "passthrough")) == (before[0] + 1, before[1])
-    assert PIXELS_PROCESSED.labels(model="passthrough")._value.get() == pixels + 100
+    assert counts() == (before[0] + 1, before[1], before[2] + 1, before[3] + 100)
 
 
 def test_a_queued_job_carries_its_output_quality_and_suffix(redis_server, tmp_path: Path) -> None:  # noqa: F811

@@ -286,7 +286,7 @@ def worker(device: str | None, precision: str | None, concurrency: int, metrics_
     if port:
         try:
             metrics.serve(port, settings.broker_url, [QUEUE], runtime.pipeline.models.device,
-                          models=[settings.default_model], addr=settings.metrics_addr)
+                          addr=settings.metrics_addr)
         except OSError as error:
             raise click.ClickException(
                 f"cannot serve metrics on {settings.metrics_addr}:{port} ({error.strerror}): another worker "

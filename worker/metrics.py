@@ -34,14 +34,18 @@ from worker.jobs import JobStore, connect
 log = logging.getLogger(__name__)
 
 IMAGES_PROCESSED = Counter(
-    "arcnn_images_processed", "Images handled by this worker, by outcome and model.",
-    ["outcome", "model"],
+    "arcnn_images_processed", "Images handled by this worker, by outcome.", ["outcome"],
+)
+MODEL_IMAGES = Counter(
+    "arcnn_model_images", "Images written by this worker (restored or passed through), by the model "
+    "that decided them. For counts: a model's series starts at its first image, so rate() misses it.",
+    ["model"],
 )
 IMAGE_FAILURES = Counter(
     "arcnn_image_failures", "Images failed by this worker, by reason.", ["reason"],
 )
 PIXELS_PROCESSED = Counter(
-    "arcnn_pixels_processed", "Pixels of restored images (width x height).", ["model"],
+    "arcnn_pixels_processed", "Pixels of images written (width x height), restored or passed through.",
 )
 BYTES_READ = Counter("arcnn_bytes_read", "Bytes fetched from source storage.")
 BYTES_WRITTEN = Counter("arcnn_bytes_written", "Bytes uploaded to destination storage.")
@@ -74,12 +78,13 @@ class MetricsObserver(Observer):
 
     def finished(self, result: Result, started: bool) -> None:
         if result.outcome is not None:
-            IMAGES_PROCESSED.labels(outcome=result.outcome, model=result.model or result.work.spec.model).inc()
+            IMAGES_PROCESSED.labels(outcome=result.outcome).inc()
             if result.outcome == "failed":
                 IMAGE_FAILURES.labels(reason=result.reason).inc()
         if result.written:
             BYTES_WRITTEN.inc(result.written)
-            PIXELS_PROCESSED.labels(model=result.model).inc(result.pixels)
+            PIXELS_PROCESSED.inc(result.pixels)
+            MODEL_IMAGES.labels(model=result.model or result.work.spec.model).inc()
         if started:
             IMAGES_IN_FLIGHT.dec()
 
@@ -168,26 +173,24 @@ class BrokerSnapshot(Collector):
         yield from families
 
 
-def serve(port: int, broker_url: str, queues: list[str], device: str, models: list[str],
-          addr: str = "127.0.0.1") -> None:
+def serve(port: int, broker_url: str, queues: list[str], device: str, addr: str = "127.0.0.1") -> None:
     """Register the Redis-backed collectors and start the HTTP endpoint (in a daemon thread).
 
     They read Redis through their own client, which gives up after 2 s and never retries: the
     worker's own client rides out a Redis restart for a minute, which is right for recording
     outcomes and wrong for saying whether Redis answers.
 
-    The per-model counters of ``models`` (the default model) are exported at 0 from the start:
-    Prometheus's ``rate`` cannot count a series' first sample, so a counter that appeared
-    already at 32 (a job finished within one scrape interval) would show no throughput at all.
+    Every outcome's counter is exported at 0 from the start. Prometheus's ``rate`` cannot count
+    a series' first sample, so a counter that appeared already at 16 (a job finished within one
+    scrape interval) would show no throughput at all: that is why the throughput counters carry
+    no model label (a model's series can only start at its first image; see ``MODEL_IMAGES``).
     """
     disable_created_metrics()  # the *_created series only double the scrape size
     DEVICE_INFO.labels(device=device).set(1)
     for stage in STAGES:  # export every stage from the start, not only once it has been timed
         STAGE_DURATION.labels(stage=stage)
-    for model in models:
-        PIXELS_PROCESSED.labels(model=model)
-        for outcome in OUTCOMES:
-            IMAGES_PROCESSED.labels(outcome=outcome, model=model)
+    for outcome in OUTCOMES:
+        IMAGES_PROCESSED.labels(outcome=outcome)
     store = JobStore(connect(broker_url, retries=0, timeout=2.0))
     REGISTRY.register(BrokerSnapshot([JobCollector(store), QueueCollector(store.redis, queues)]))
     start_http_server(port, addr=addr)

@@ -160,6 +160,10 @@ def panels() -> list[dict]:
               (12, 48, 12, 8),
               [target(f"sum by (reason) (increase(arcnn_image_failures_total{W}[$__range]))", "{{reason}}", "A",
                       instant=True)]),
+        panel("bargauge", "Images by model", "Images written (restored or passed through) by the model that "
+              "decided them, since each selected worker started. A count, not a rate: a model's series begins "
+              "at its first image, which rate() cannot see.", (0, 56, 12, 8),
+              [target(f"sum by (model) (arcnn_model_images_total{W})", "{{model}}", "A", instant=True)]),
     ]
     for i, p in enumerate(ps, start=1):
         p["id"] = i

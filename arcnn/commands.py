@@ -321,6 +321,8 @@ def restore_works(paths: tuple[Path, ...], target: RestoreTarget, spec: JobSpec)
 @click.option("--chroma", type=click.Choice(CHROMA_MODES), default="auto", show_default=True,
               help="color / bucket: how Cb/Cr are handled (as arcnn restore --chroma).")
 @click.option("--images", type=click.IntRange(1), default=None, help="Use the first N images only.")
+@click.option("--row", "rows", multiple=True, metavar="NAME",
+              help="history: measure only this row (repeatable), e.g. --row 'flat tables (10)'.")
 @click.option("--device", default=None, help="cpu, cuda or auto (default: ARCNN_DEVICE).")
 @click.option("--tile", type=click.IntRange(MIN_TILE), default=None,
               help=f"Tile side in pixels, at least {MIN_TILE} (default: ARCNN_TILE).")
@@ -333,8 +335,8 @@ def restore_works(paths: tuple[Path, ...], target: RestoreTarget, spec: JobSpec)
                    "--protocol paper, fast evaluates the fast-arcnn-qN model nearest the quality.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_command(data_dir: Path, quality: int | None, model: str | None, protocol: str, chroma: str,
-                 images: int | None, device: str | None, tile: int | None, precision: str, tier: str,
-                 as_json: bool) -> None:
+                 images: int | None, rows: tuple[str, ...], device: str | None, tile: int | None,
+                 precision: str, tier: str, as_json: bool) -> None:
     """Measure JPEG input and restored output on the ground-truth images in DATA_DIR.
 
     Where and how the tiles run (device, tile, batch size) come from the settings as for
@@ -347,6 +349,8 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
     from arcnn.registry import bundled
     from arcnn.restoration import Restorer
 
+    if rows and protocol != "history":
+        raise click.UsageError("--row selects rows of --protocol history")
     if protocol in ("paper", "color") and quality is None:
         raise click.UsageError(f"--protocol {protocol} needs --quality")
     if model is None and protocol == "paper":
@@ -378,9 +382,15 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
 
         from arcnn.evaluation import HISTORY_ROWS, history_protocol
 
+        names = [row.name for row in HISTORY_ROWS]
+        unknown = [name for name in rows if name not in names]
+        if unknown:
+            raise click.UsageError(f"no history row {unknown[0]!r}; the rows: " + ", ".join(map(repr, names)))
+        selected = [row for row in HISTORY_ROWS if not rows or row.name in rows]
         told = _told_restorers(settings)
-        with tqdm(total=len(HISTORY_ROWS), desc="history rows", disable=not sys.stderr.isatty()) as bar:
-            result = history_protocol(restorer.restore, told, data_dir, images=images, progress=lambda _: bar.update())
+        with tqdm(total=len(selected), desc="history rows", disable=not sys.stderr.isatty()) as bar:
+            result = history_protocol(restorer.restore, told, data_dir, selected, images=images,
+                                      progress=lambda _: bar.update())
     else:
         from tqdm import tqdm
 

@@ -316,7 +316,8 @@ def history_protocol(restore: Callable[[Image.Image], Image.Image],
             for t in row.truth:
                 oracle[t].append(rgb_psnr(ref, np.asarray(told(t)(decoded).convert("RGB"))))
         same = np.array(after) == np.array(before)  # identical images: both PSNRs infinite
-        gains = np.where(same, 0.0, np.array(after) - np.array(before))
+        with np.errstate(invalid="ignore"):  # inf - inf where both are identical: 0 by `same`
+            gains = np.where(same, 0.0, np.array(after) - np.array(before))
         worst = int(np.argmin(gains))
         entry = {"row": row.name, "input": float(np.mean(before)), "restored": float(np.mean(after)),
                  "gain": float(gains.mean()), "worst_gain": float(gains[worst]),

@@ -297,11 +297,11 @@ MISREAD_SHARE = 0.15
 in a re-save, a low frequency is sometimes read at the later save's step."""
 
 
-def equivalent_quality(steps: dict[int, tuple[int, int]]) -> QualityFit:
+def equivalent_quality(steps: dict[int, tuple[int, int]], misread_share: float = MISREAD_SHARE) -> QualityFit:
     """The IJG quality (1-100) of the strongest table that is nowhere coarser than ``steps``
     (frequency -> (step, weight)). Steps under half the table's are taken as misread (a re-save's
-    finer step read in place of the first save's) if they hold at most :data:`MISREAD_SHARE` of
-    the weight: one misread step must not decide. ``ijg`` when that table matches every other
+    finer step read in place of the first save's) if they hold at most ``misread_share`` of
+    the weight: one misread step must not decide (steps read from a file are exact: 0). ``ijg`` when that table matches every other
     step within 5% + 1 (the steps are an IJG-scaled table's).
 
     Nowhere coarser, because a model trained on coarser steps than the image had removes real
@@ -313,7 +313,7 @@ def equivalent_quality(steps: dict[int, tuple[int, int]]) -> QualityFit:
     tables = _TABLES[:, freqs]
     coarser = tables > found[None, :] + 0.5
     misread = tables > 2 * found[None, :]  # the step of a later, finer save
-    fits = ~np.any(coarser & ~misread, axis=1) & (misread @ weights <= MISREAD_SHARE * weights.sum())
+    fits = ~np.any(coarser & ~misread, axis=1) & (misread @ weights <= misread_share * weights.sum())
     quality = int(np.argmax(fits)) + 1 if fits.any() else 100
     table, kept = _TABLES[quality - 1, freqs], ~misread[quality - 1]
     return QualityFit(quality, bool(np.all(np.abs(table - found)[kept] <= 0.05 * found[kept] + 1)))

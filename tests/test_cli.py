@@ -169,6 +169,29 @@ def test_eval_bucket_reports_every_row_with_its_worst_image(tmp_path):
     assert table.exit_code == 0 and "q75 > crop 3 > q50" in table.output
 
 
+def test_eval_history_measures_the_rows_asked_for(tmp_path):
+    """--row picks rows of --protocol history by name; an unknown name lists the rows."""
+    import json
+
+    from click.testing import CliRunner
+
+    from arcnn.cli import main
+
+    data = tmp_path / "gt"
+    data.mkdir()
+    yy, xx = np.mgrid[0:48, 0:64]
+    Image.fromarray(np.dstack([(xx * 3) % 256, (yy * 5) % 256, ((xx + yy) * 2) % 256]).astype(np.uint8)).save(
+        data / "0.png")
+    result = CliRunner().invoke(main, ["eval", str(data), "--protocol", "history", "--model", "random:9-1-5",
+                                       "--row", "pristine", "--row", "png of q30", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [r["row"] for r in out["rows"]] == ["png of q30", "pristine"]
+    unknown = CliRunner().invoke(main, ["eval", str(data), "--protocol", "history", "--row", "nope"])
+    assert unknown.exit_code == 2 and "'flat tables (10)'" in unknown.output
+    assert CliRunner().invoke(main, ["eval", str(data), "--protocol", "bucket", "--row", "pristine"]).exit_code == 2
+
+
 def test_restore_says_what_happened_to_each_file(tmp_path):
     """One line per file: what ran and why, or passed through and why; --quiet keeps only the
     totals line, which counts passthroughs apart from restored files. The auto choices come from the shipped policy and ARCNN_AUTO_MAX_QUALITY."""

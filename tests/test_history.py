@@ -83,12 +83,12 @@ def test_ijg_tables_map_to_their_own_quality(quality):
     assert fit.ijg and fit.quality == quality
 
 
-def test_other_tables_map_to_an_ijg_quality_nowhere_coarser():
-    flat = [10] * 64
-    quality = table_quality(flat)
-    strongest = scaled_table(STD_LUMA, quality)
-    assert all(strongest[f] <= 10 for f in range(64) if f // 8 + f % 8 <= 6)
-    assert any(scaled_table(STD_LUMA, quality - 1)[f] > 10 for f in range(64) if f // 8 + f % 8 <= 6)
+@pytest.mark.parametrize("table", [[10] * 64, [24] * 64, [6 + 2 * (f // 8 + f % 8) for f in range(64)]])
+def test_other_tables_map_to_an_ijg_quality_nowhere_coarser(table):
+    """Nowhere means all 64 frequencies: the highest ones too, where IJG's steps are largest."""
+    quality = table_quality(table)
+    assert all(scaled_table(STD_LUMA, quality)[f] <= table[f] for f in range(64))
+    assert any(scaled_table(STD_LUMA, quality - 1)[f] > table[f] for f in range(64))
 
 
 def test_lossy_webp_quantiser_is_read_from_the_header():
@@ -183,10 +183,11 @@ def test_webp_models_follow_their_measured_policy():
 
 
 def test_non_ijg_tables_follow_the_jpeg_policy_at_their_equivalent_quality(auto):
-    """A flat table of 16s: the JPEG policy at the strongest IJG quality nowhere coarser."""
+    """A flat table of 32s: the JPEG policy at the strongest IJG quality nowhere coarser."""
     from arcnn.policy import shipped_policy
 
-    decoded = decode(encoded(photo(11), qtables=[[16] * 64, [16] * 64]))
+    decoded = decode(encoded(photo(11), qtables=[[32] * 64, [32] * 64]))
     reading = auto.read(decoded)
-    assert not reading.ijg and reading.quality == table_quality([16] * 64)
+    assert not reading.ijg and reading.quality == table_quality([32] * 64)
+    assert shipped_policy().luma_model(reading.quality) != "passthrough"
     assert auto.choose(decoded).luma == shipped_policy().luma_model(reading.quality)

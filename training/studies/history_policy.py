@@ -10,8 +10,8 @@ was trained; BSDS500's own JPEGs carry 4:2:0 chroma):
 2. **JPEG histories read from pixels** (a PNG of a JPEG: no tables, no subsampling flag): the
    IJG model of the quality read, with and without the chroma network (conditioned on the
    quality read, 4:2:0 assumed).
-3. **Tables of other shapes** (random flat / ramp / jittered tables of a strength range,
-   ``training.degradations``): what auto applies (the JPEG policy at the strongest IJG quality
+3. **Tables of other shapes** (flat, ramp and Annex K-shaped tables at fixed strengths, then
+   random flat / ramp / jittered tables of a strength range, ``training.degradations``): what auto applies (the JPEG policy at the strongest IJG quality
    nowhere coarser than the tables), its luminance model alone, and any ``--models`` given (the
    ``jpeg-tables-sN`` models of training/configs/ were measured so, and lost to auto's choice).
 
@@ -105,7 +105,35 @@ def png_part(restorer: Restorer, truths: list[Image.Image], names: list[str]) ->
 
 
 
+ANNEX_K_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+
+
+def named_tables() -> dict[str, list[int]]:
+    """Tables of other shapes at fixed strengths: flat (every step s), a ramp from s/2 at DC to
+    2.5 s at (7,7), and Annex K's shape scaled so that its DC step is s."""
+    tables = {f"flat ({s})": [s] * 64 for s in (10, 12, 16, 24, 32)}
+    tables.update({f"ramp ({s})": [max(1, round(s * (0.5 + (f // 8 + f % 8) / 7))) for f in range(64)]
+                   for s in (8, 16, 24)})
+    tables.update({f"Annex K shape ({s})": [max(1, round(v * s / 16)) for v in ANNEX_K_LUMA] for s in (4, 8)})
+    return tables
+
+
 def tables_part(restorer: Restorer, truths: list[Image.Image], names: list[str], extra: list[str]) -> None:
+    def luma_alone(decoded: Image.Image) -> Choice:
+        return Choice(restorer.choose(decoded).luma)
+
+    print("\n| table (same for luma and chroma), 4:2:0 | quality read | auto: its choice, mean (worst) gain | "
+          "its luma model alone |\n|---|---|---|---|")
+    for name, table in named_tables().items():
+        def make(t: Image.Image, table: list[int] = table) -> bytes:
+            return encoded(t, "JPEG", qtables=[table, table], subsampling=2)
+
+        choice = restorer.choose(decode_image(make(truths[0]), 10**9))
+        result = _gains(restorer, truths, make, {"auto": restorer.choose, "luma": luma_alone})
+        print(f"| {name} | q{choice.reading.quality} | {choice.label}: {_fmt(result)} |")
+
     print("\n| random tables, strength | auto (the policy at the equivalent quality) | its luma model alone | "
           + " | ".join(extra) + (" |" if extra else "") + "\n|---|---|---|" + "---|" * len(extra))
     for low, high in ((2, 3), (3, 6), (6, 12), (12, 24), (24, 48)):
@@ -114,9 +142,6 @@ def tables_part(restorer: Restorer, truths: list[Image.Image], names: list[str],
         def tables(t: Image.Image) -> bytes:
             table = random_table(rng, low, high)
             return encoded(t, "JPEG", qtables=[table, table], subsampling=2)
-
-        def luma_alone(decoded: Image.Image) -> Choice:
-            return Choice(restorer.choose(decoded).luma)
 
         choices = {"auto": restorer.choose, "luma": luma_alone, **{m: Choice(m) for m in extra}}
         print(f"| {low}-{high} | {_fmt(_gains(restorer, truths, tables, choices))} |")

@@ -421,7 +421,8 @@ def eval_command(data_dir: Path, quality: int | None, model: str | None, protoco
 
 def _told_restorers(settings: Settings):
     """For the history protocol's oracle: a restore function told the true history, ``qN`` (the
-    auto choice for an assumed JPEG quality N) or a model name (luma only), built once each from
+    auto choice for an assumed JPEG quality N), a model name (luma only) or ``name+colour`` (the
+    model and the chroma network, as ``--chroma restore`` conditions it), built once each from
     the measured ``settings``."""
     from arcnn.restoration import Restorer
 
@@ -432,7 +433,9 @@ def _told_restorers(settings: Settings):
             if truth.startswith("q") and truth[1:].isdigit():
                 made[truth] = Restorer.from_settings(dataclasses.replace(settings, input_quality=int(truth[1:])))
             else:
-                made[truth] = Restorer.from_settings(dataclasses.replace(settings, chroma="passthrough"), truth)
+                name, plus, _ = truth.partition("+colour")
+                chroma = "restore" if plus else "passthrough"
+                made[truth] = Restorer.from_settings(dataclasses.replace(settings, chroma=chroma), name)
         return made[truth].restore
     return told
 

@@ -226,7 +226,8 @@ RAMP_TABLE = [6 + 2 * (i // 8 + i % 8) for i in range(64)]
 class HistoryRow:
     """One history an image can have reached the bucket with: ``make`` turns the ground truth
     into (the file's bytes, the ground truth cropped like it). ``truth`` is what the best bundled
-    model is told: JPEG qualities to assume (``q30``) or WebP models to apply (``webp-q40``);
+    model is told: JPEG qualities to assume (``q30``) or WebP models to apply (``webp-q40``, or
+    ``webp-q40+colour`` with the chroma network);
     the row's oracle is the best of them. ``grey``: the ground truth is made grey first."""
 
     name: str
@@ -261,6 +262,8 @@ def _lossless_webp_of_jpeg(quality: int) -> Callable[[Image.Image], tuple[bytes,
 
 
 _JPEG_TRUTHS = tuple(f"q{q}" for q in range(10, 100, 10))
+_WEBP_TRUTHS = tuple(f"webp-q{q}{chroma}" for q in (20, 40, 60, 70, 80) for chroma in ("", "+colour"))
+"""Every bundled WebP model, alone and with the chroma network as ``--chroma restore`` runs it."""
 
 HISTORY_ROWS: tuple[HistoryRow, ...] = (
     HistoryRow("png of q30", _png_of_jpeg(30), ("q30",)),
@@ -272,8 +275,8 @@ HISTORY_ROWS: tuple[HistoryRow, ...] = (
     HistoryRow("q40 > crop 5 > q85", _resave(40, 85, 5), ("q40",)),
     HistoryRow("flat tables (10)", _tables(FLAT_TABLE), _JPEG_TRUTHS),
     HistoryRow("ramp tables (6-34)", _tables(RAMP_TABLE), _JPEG_TRUTHS),
-    HistoryRow("webp q40", _webp(40), ("webp-q20", "webp-q40", "webp-q70")),
-    HistoryRow("webp q70", _webp(70), ("webp-q20", "webp-q40", "webp-q70")),
+    HistoryRow("webp q40", _webp(40), _WEBP_TRUTHS),
+    HistoryRow("webp q70", _webp(70), _WEBP_TRUTHS),
     HistoryRow("grey q30 in colour JPEG", lambda rgb: (jpeg_bytes(rgb, 30), rgb), ("q30",), grey=True),
     HistoryRow("pristine", lambda rgb: (encoded(rgb, "PNG"), rgb), ()),
 )

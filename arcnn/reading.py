@@ -22,6 +22,11 @@ from PIL import Image
 
 from arcnn.history import History, equivalent_quality, read_history, strength
 
+WEBP_NEUTRAL_TOLERANCE = 1
+"""How far apart R, G and B of a decoded lossy WebP may be where its stored chroma is neutral:
+libwebp's integer YUV-to-RGB conversion puts them up to 1 level apart (a JPEG decoder writes
+R == G == B exactly)."""
+
 RESAVE_MARGIN = 5
 """A grid in the pixels overrides the file's IJG tables only when it reads at least this many
 quality points lower: the pixels of a single save read within 1-2 points of its own tables."""
@@ -51,18 +56,22 @@ class Reading:
     text: str = ""
 
 
-def is_grey(img: Image.Image) -> bool:
-    """A colour image (RGB, RGBA, P) whose every pixel has R == G == B: a grey photo in a colour
+def is_grey(img: Image.Image, tolerance: int = 0) -> bool:
+    """A colour image (RGB, RGBA, P) whose every pixel has R, G and B at most ``tolerance`` apart
+    (0: equal; a lossy WebP decoder writes neutral chroma up to 1 apart): a grey photo in a colour
     file. Its chroma is neutral and must stay exactly so. A sample of rows is looked at first, so
     that a colour photo (nearly every input) costs a fraction of a full pass."""
     if img.mode not in ("RGB", "RGBA", "RGBX", "P", "PA"):
         return False
     rgb = np.asarray(img if img.mode in ("RGB", "RGBA", "RGBX") else img.convert("RGB"))
-    return _neutral(rgb[:: max(1, rgb.shape[0] // 64)]) and _neutral(rgb)
+    return _neutral(rgb[:: max(1, rgb.shape[0] // 64)], tolerance) and _neutral(rgb, tolerance)
 
 
-def _neutral(rgb: np.ndarray) -> bool:
-    return bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
+def _neutral(rgb: np.ndarray, tolerance: int) -> bool:
+    if tolerance == 0:
+        return bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
+    channels = rgb[..., :3]
+    return bool(np.all(channels.max(axis=-1).astype(np.int16) - channels.min(axis=-1) <= tolerance))
 
 
 def pixel_history(img: Image.Image) -> History | None:
@@ -97,12 +106,12 @@ def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
     restore more strongly."""
     info = img.info
     subsampled = info.get("jpeg_subsampled") is not False  # unknown (no JPEG): 4:2:0, the common case
-    grey = is_grey(img)
+    webp = info.get("webp_quantiser")
+    grey = is_grey(img, WEBP_NEUTRAL_TOLERANCE if webp is not None else 0)
     tail = "; grey in a colour file: chroma kept neutral" if grey else ""
     if assumed_quality:
         return Reading("jpeg", assumed_quality, True, subsampled, grey, "assumed",
                        f"assumed q{assumed_quality} (--input-quality){tail}")
-    webp = info.get("webp_quantiser")
     if webp is not None:
         from arcnn.webp import equivalent_quality as webp_quality
 

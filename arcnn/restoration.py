@@ -25,7 +25,7 @@ from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, studio_to_ful
 from arcnn.errors import NoWeightsError
 from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, nearest_quality_model
 from arcnn.policy import CHROMA_MODES, AutoPolicy, shipped_policy
-from arcnn.reading import Reading, read_input
+from arcnn.reading import WEBP_NEUTRAL_TOLERANCE, Reading, read_input
 from arcnn.registry import bundled, is_bundled, load_named
 from arcnn.settings import Settings
 from arcnn.tiling import auto_batch_size, restore_in_place, restore_plane, restore_planes
@@ -66,10 +66,14 @@ does not mean the photo had no colour: the chroma network restoring it gained +0
 Kodak24's bucket (docs/results.md)."""
 
 
-def neutral_pixels(rgb: np.ndarray) -> np.ndarray:
-    """Where a decoded H x W x 3(+) image has no colour at all (R == G == B): a JPEG decoder
-    writes exactly that wherever the stored chroma is neutral."""
-    return (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
+def neutral_pixels(rgb: np.ndarray, tolerance: int = 0) -> np.ndarray:
+    """Where a decoded H x W x 3(+) image has no colour (R, G and B at most ``tolerance`` apart):
+    a JPEG decoder writes R == G == B exactly wherever the stored chroma is neutral, a WebP
+    decoder within :data:`~arcnn.reading.WEBP_NEUTRAL_TOLERANCE`."""
+    if tolerance == 0:
+        return (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
+    channels = rgb[..., :3]
+    return (channels.max(axis=-1).astype(np.int16) - channels.min(axis=-1)) <= tolerance
 
 
 def condition_planes(quality: int, subsampled: bool, shape: tuple[int, int]) -> np.ndarray:
@@ -112,21 +116,41 @@ def auto_model(quality: int | None, names: list[str], default: str, max_quality:
     return nearest_quality_model(quality, names, tier) or default
 
 
-WEBP_POLICY = {10: "webp-q20", 20: "webp-q20", 30: "webp-q40", 40: "webp-q70", 50: "webp-q70",
-               60: PASSTHROUGH, 70: PASSTHROUGH, 80: PASSTHROUGH, 90: PASSTHROUGH}
-"""What ``auto`` applies to a lossy WebP by the quality its quantiser reads as (the nearest grid
-point): per quality, the WebP model with the best mean RGB gain on BSDS500 val (full-chroma, 30
-images) among those that made no image more than 0.05 dB worse, else passthrough
-(``python -m training.studies.history_policy``, docs/model-choice.md). From q60 every model made some
-image worse."""
+WEBP_POLICY = {10: "webp-q20", 20: "webp-q20", 30: "webp-q40", 40: "webp-q60", 50: "webp-q60",
+               60: "webp-q60", 70: "webp-q80", 80: "webp-q80", 90: PASSTHROUGH}
+"""What ``auto`` applies to a lossy WebP's luma by the quality its quantiser reads as (the nearest
+grid point): per quality, the luma model of the choice (with :data:`WEBP_CHROMA`'s) with the best
+mean RGB gain on BSDS500 val (full-chroma, 40 images) among those that made no image more than
+0.05 dB worse, else passthrough (``python -m training.studies.history_policy``,
+docs/model-choice.md). At q90 every choice made some image worse."""
+
+WEBP_CHROMA: dict[int, int | None] = {10: 80, 20: 80, 30: 80, 40: 80, 50: 80, 60: 80, 70: 80, 80: 95,
+                                      90: None}
+"""For a lossy WebP by the quality it reads as (the nearest grid point): the JPEG quality the
+standard chroma network (``colour``) is conditioned on, 4:2:0, or None (chroma passes through).
+WebP always halves chroma, as a 4:2:0 JPEG does, and the network trained on JPEGs undoes much of
+it: +0.2 to +0.4 dB RGB beside the luma model's. Chosen with :data:`WEBP_POLICY` by the same
+study and rule."""
+
+WEBP_CHROMA_RESTORE = 95
+"""``--chroma restore`` on a WebP the table passes through: the mildest condition."""
+
+
+def _nearest(table: dict[int, object], quality: int) -> object:
+    return table[min(table, key=lambda q: (abs(q - quality), q))]
 
 
 def webp_model(quality: int | None, names: list[str]) -> str:
     """The model :data:`WEBP_POLICY` names for a lossy WebP of this quality, if bundled."""
     if quality is None:
         return PASSTHROUGH
-    choice = WEBP_POLICY[min(WEBP_POLICY, key=lambda q: (abs(q - quality), q))]
+    choice = _nearest(WEBP_POLICY, quality)
     return choice if choice in names else PASSTHROUGH
+
+
+def webp_chroma(quality: int | None) -> int | None:
+    """The chroma network's condition :data:`WEBP_CHROMA` names for a lossy WebP of this quality."""
+    return None if quality is None else _nearest(WEBP_CHROMA, quality)
 
 
 class Restorer:
@@ -230,15 +254,21 @@ class Restorer:
 
         Never for grey images, nor for colour files whose chroma is neutral (a grey photo stays
         grey). ``auto``: colour images with a JPEG history whose quality the policy covers, where
-        it measured a gain (only with ``--model auto``: a named model keeps chroma as it is unless
-        ``restore``). ``restore``: every colour image; one without a JPEG history is treated as
-        quality 50, 4:2:0.
+        it measured a gain, and lossy WebPs where :data:`WEBP_CHROMA` names a condition (only with
+        ``--model auto``: a named model keeps chroma as it is unless ``restore``). ``restore``:
+        every colour image; a WebP at :data:`WEBP_CHROMA`'s condition (else the mildest), any
+        other input without a JPEG history is treated as quality 50, 4:2:0.
         """
         if self.chroma == "passthrough" or img.mode in GREY_MODES:
             return None
         reading = reading or self.read(img)
         if reading.grey:
             return None
+        if reading.codec == "webp":
+            condition = webp_chroma(reading.quality)
+            if self.chroma == "restore":
+                return (condition or WEBP_CHROMA_RESTORE, True)
+            return (condition, True) if condition is not None and is_bundled(CHROMA_MODEL) else None
         quality = reading.quality if reading.codec == "jpeg" else None
         if self.chroma == "restore":
             return (quality or 50, reading.subsampled)
@@ -257,14 +287,20 @@ class Restorer:
         if spec == "auto":
             reading = self.read(img)
             luma, chroma = self.choose_model(img, reading), self.choose_chroma(img, reading)
-            return Choice(luma, chroma, self.chroma_model, self._why_auto(reading, luma, chroma), reading)
+            return Choice(luma, chroma, self._chroma_model_for(reading), self._why_auto(reading, luma, chroma),
+                          reading)
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
         # the policy measured its own luma choices with the chroma network, not arbitrary models.
         # Only then is the history read: it conditions the chroma network and nothing else.
         if self.chroma != "restore":
             return Choice(spec, None, self.chroma_model, "named")
         reading = self.read(img)
-        return Choice(spec, self.choose_chroma(img, reading), self.chroma_model, "named", reading)
+        return Choice(spec, self.choose_chroma(img, reading), self._chroma_model_for(reading), "named", reading)
+
+    def _chroma_model_for(self, reading: Reading) -> str:
+        """This tier's chroma network; for a WebP the standard one in either tier, as its luma
+        models are (the measured WebP tables are the standard network's)."""
+        return CHROMA_MODEL if reading.codec == "webp" else self.chroma_model
 
     def _why_auto(self, reading: Reading, luma: str, chroma: tuple[int, bool] | None) -> str:
         if reading.codec == "none":
@@ -345,9 +381,12 @@ class Restorer:
         # Where the decoder wrote no colour (R == G == B), the output has none either, exactly:
         # neutral chroma is set to 128 so that R == G == B again after the conversion (a grey
         # photo in a colour file is the case where that is every pixel). Below NEUTRAL_MIN_QUALITY
-        # the chroma network may colour them: there, neutral does not mean colourless.
+        # the chroma network may colour them: there, neutral does not mean colourless. A WebP
+        # decoder writes neutral chroma as R, G, B up to WEBP_NEUTRAL_TOLERANCE apart; the output
+        # makes them exactly equal.
         keep = choice.chroma is None or choice.chroma[0] >= NEUTRAL_MIN_QUALITY
-        neutral = neutral_pixels(rgba) if keep else None
+        webp = choice.reading is not None and choice.reading.codec == "webp"
+        neutral = neutral_pixels(rgba, WEBP_NEUTRAL_TOLERANCE if webp else 0) if keep else None
         del rgba
         if choice.chroma is not None:
             self.restore_chroma(ycc, choice.chroma, choice.chroma_model, out=ycc[1:])

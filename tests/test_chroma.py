@@ -104,6 +104,27 @@ def test_jpeg_mix_records_what_a_decoder_can_tell():
         assert (JpegImagePlugin.get_sampling(d.image) > 0) == d.subsampled
 
 
+def test_webp_mix_is_conditioned_on_the_quality_the_file_reads_as():
+    """What the product knows of a WebP at inference: the quality its VP8 quantiser reads as."""
+    import io
+
+    from arcnn.webp import equivalent_quality, quantiser
+    from training.colour_data import WebPMix, mix_from_config
+
+    img = Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    mix = mix_from_config({"type": "webp_mix", "low": 20, "high": 80, "p_jpeg": 0.0}, seed=3)
+    assert isinstance(mix, WebPMix) and mix.describe() == {"type": "webp_mix", "low": 20, "high": 80, "p_jpeg": 0.0}
+    for _ in range(4):
+        d = mix(img)
+        nominal = int(d.description.split("webp q")[1].split()[0])
+        buffer = io.BytesIO()
+        img.save(buffer, format="WEBP", quality=nominal)
+        assert d.quality == equivalent_quality(quantiser(buffer.getvalue())) and d.subsampled
+        assert d.image.mode == "RGB" and d.image.size == img.size and d.crop == (0, 0)
+    with pytest.raises(ValueError, match="webp_mix"):
+        mix_from_config({"type": "jpeg"})
+
+
 def test_sampler_windows_start_on_even_pixels():
     """Windows keep the 2x2 grid's phase against the JPEG blocks: they start on even pixels
     (plane 0 holds each pixel's column, plane 1 its row, so a window tells where it came from)."""

@@ -146,9 +146,47 @@ def test_input_quality_overrides_what_is_read():
         Restorer("auto", device="cpu", input_quality=101)
 
 
-def test_lossy_webp_gets_a_webp_model(auto):
-    choice = auto.choose(decode(encoded(photo(8), "WEBP", quality=25)))
-    assert choice.luma.startswith("webp-q") and choice.chroma is None and "WebP quantiser" in choice.why
+@pytest.mark.parametrize("tier", ["standard", "fast"])
+def test_lossy_webp_follows_its_measured_luma_and_chroma_tables(tier):
+    """WEBP_POLICY names the luma model, WEBP_CHROMA the standard chroma network's condition,
+    in either tier (the fast tier has no WebP models of its own)."""
+    from arcnn.registry import bundled
+    from arcnn.restoration import webp_chroma, webp_model
+
+    restorer = Restorer.load("auto", device="cpu", tile=64, precision="fp32", tier=tier)
+    for quality in (25, 45, 75):
+        decoded = decode(encoded(photo(8), "WEBP", quality=quality))
+        choice = restorer.choose(decoded)
+        read = choice.reading.quality
+        assert "WebP quantiser" in choice.why
+        assert choice.luma == webp_model(read, list(bundled()))
+        condition = webp_chroma(read)
+        assert choice.chroma == (None if condition is None else (condition, True))
+        assert choice.chroma is None or choice.chroma_model == "colour"
+
+
+def test_chroma_restore_on_a_webp_uses_its_table_or_the_mildest_condition():
+    from arcnn.restoration import WEBP_CHROMA_RESTORE, webp_chroma
+
+    restorer = Restorer("auto", device="cpu", tile=64, chroma="restore")
+    decoded = decode(encoded(photo(8), "WEBP", quality=95))
+    assert restorer.choose(decoded).chroma == (webp_chroma(95) or WEBP_CHROMA_RESTORE, True)
+
+
+@pytest.mark.parametrize("quality", [20, 60])
+def test_a_grey_photo_in_a_lossy_webp_comes_out_exactly_grey(auto, quality):
+    """libwebp decodes neutral chroma with R, G, B up to 1 apart: still grey, and the output has
+    R == G == B exactly wherever anything was restored."""
+    decoded = decode(encoded(photo(9).convert("L").convert("RGB"), "WEBP", quality=quality))
+    before = np.asarray(decoded).astype(int)
+    assert np.abs(before[..., 0] - before[..., 1]).max() == 1  # not exactly neutral as decoded
+    choice = auto.choose(decoded)
+    assert choice.reading.grey and choice.chroma is None
+    out = np.asarray(auto.restore(decoded, choice)).astype(int)
+    if choice.luma == "passthrough":
+        assert np.array_equal(out, before)
+    else:
+        assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
 
 
 def test_a_grey_photo_in_a_colour_jpeg_stays_exactly_grey(auto):
@@ -177,7 +215,7 @@ def test_the_chroma_network_adds_no_colour_where_the_decoded_chroma_is_neutral(a
 def test_webp_models_follow_their_measured_policy():
     from arcnn.restoration import PASSTHROUGH, WEBP_POLICY, webp_model
 
-    names = ["webp-q20", "webp-q40", "webp-q70", "jpeg-q30"]
+    names = ["webp-q20", "webp-q40", "webp-q60", "webp-q80", "jpeg-q30"]
     assert webp_model(42, names) == WEBP_POLICY[40] and webp_model(95, names) == PASSTHROUGH
     assert webp_model(12, ["jpeg-q30"]) == PASSTHROUGH  # the model the policy names is not bundled
 
@@ -191,3 +229,11 @@ def test_non_ijg_tables_follow_the_jpeg_policy_at_their_equivalent_quality(auto)
     assert not reading.ijg and reading.quality == table_quality([32] * 64)
     assert shipped_policy().luma_model(reading.quality) != "passthrough"
     assert auto.choose(decoded).luma == shipped_policy().luma_model(reading.quality)
+
+
+def test_neutral_pixels_allow_a_tolerance_for_webp_decoders():
+    from arcnn.restoration import neutral_pixels
+
+    rgb = np.array([[[10, 10, 10], [10, 11, 10], [10, 12, 11], [200, 199, 200]]], dtype=np.uint8)
+    assert neutral_pixels(rgb).tolist() == [[True, False, False, False]]
+    assert neutral_pixels(rgb, 1).tolist() == [[True, True, False, True]]

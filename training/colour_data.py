@@ -6,11 +6,15 @@ that blurred chroma is correct. Averaging 2x2 blocks (Pillow's ``reduce(2)``) pu
 the grid its chroma was sampled on: the result has full-resolution chroma (docs/colour.md
 measures how much chroma detail each choice keeps).
 
-**Degradations** (:class:`JPEGMix`): what a bucket holds. Each variant is a colour JPEG at a
-quality drawn from ``[low, high]``, 4:2:0 or (with probability ``p444``) 4:4:4; with probability
-``p_double`` it was saved before at another quality, and with probability ``p_shift`` the image
-was cropped by 1-7 pixels between the two saves, so the first save's 8x8 grid no longer lines up
-with the second's (what re-posting a cropped photo does).
+**Degradations** (:class:`JPEGMix`, :class:`WebPMix`): what a bucket holds. A
+:class:`JPEGMix` variant is a colour JPEG at a quality drawn from ``[low, high]``, 4:2:0 or (with
+probability ``p444``) 4:4:4; with probability ``p_double`` it was saved before at another
+quality, and with probability ``p_shift`` the image was cropped by 1-7 pixels between the two
+saves, so the first save's 8x8 grid no longer lines up with the second's (what re-posting a
+cropped photo does). A :class:`WebPMix` variant is a lossy
+WebP (always 4:2:0) at a quality drawn from ``[low, high]``, from a JPEG with probability
+``p_jpeg`` (platforms that serve WebP re-encode uploads); its condition is the quality its VP8
+quantiser reads as, which is what the product knows of a WebP at inference.
 
 Pairs hold the JFIF YCbCr planes (float32, [0, 255]) of the clean and the decoded image, and
 the two condition values the network is given at inference (:func:`condition_planes`).
@@ -18,6 +22,7 @@ the two condition values the network is given at inference (:func:`condition_pla
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +32,9 @@ import torch
 from PIL import Image
 
 from arcnn.colour import rgb_to_ycbcr
-from arcnn.images import codec_roundtrip
+from arcnn.images import codec_roundtrip, decode_image
 from arcnn.restoration import condition_planes
+from arcnn.webp import equivalent_quality, quantiser
 from training.data import WindowSampler
 
 SUBSAMPLING = {"4:4:4": 0, "4:2:0": 2}
@@ -84,11 +90,45 @@ class JPEGMix:
                 "p_double": self.p_double, "p_shift": self.p_shift}
 
 
-def mix_from_config(config: dict, seed: int = 0) -> JPEGMix:
+@dataclass(frozen=True)
+class WebPMix:
+    """Random lossy WebP degradations at a quality drawn from ``[low, high]``, each from a JPEG
+    (q30-q95, 4:2:0) first with probability ``p_jpeg``; conditioned on the quality read."""
+
+    low: int = 10
+    high: int = 90
+    p_jpeg: float = 0.3
+    rng: random.Random = field(default_factory=lambda: random.Random(0), compare=False, repr=False)
+
+    def __call__(self, img: Image.Image) -> Degraded:
+        rng = self.rng
+        parts = []
+        if rng.random() < self.p_jpeg:
+            first = rng.randint(30, 95)
+            img = codec_roundtrip(img, "JPEG", quality=first, subsampling=2)
+            parts.append(f"q{first}")
+        quality = rng.randint(self.low, self.high)
+        buffer = io.BytesIO()
+        img.save(buffer, format="WEBP", quality=quality)
+        data = buffer.getvalue()
+        read = equivalent_quality(quantiser(data))
+        parts.append(f"webp q{quality} (reads q{read})")
+        return Degraded(decode_image(data, 10**9).convert("RGB"), (0, 0), read, True, " -> ".join(parts))
+
+    def describe(self) -> dict:
+        return {"type": "webp_mix", "low": self.low, "high": self.high, "p_jpeg": self.p_jpeg}
+
+
+MIXES = {"jpeg_mix": JPEGMix, "webp_mix": WebPMix}
+
+
+def mix_from_config(config: dict, seed: int = 0) -> JPEGMix | WebPMix:
     config = dict(config)
-    if config.pop("type") != "jpeg_mix":
-        raise ValueError("a chroma model trains on a {type = \"jpeg_mix\", ...} degradation")
-    return JPEGMix(**config, rng=random.Random(seed))
+    kind = config.pop("type")
+    if kind not in MIXES:
+        raise ValueError(f"a chroma model trains on a {{type = \"jpeg_mix\" or \"webp_mix\", ...}} "
+                         f"degradation, not {kind!r}")
+    return MIXES[kind](**config, rng=random.Random(seed))
 
 
 def ycbcr_planes(img: Image.Image) -> np.ndarray:
@@ -114,7 +154,7 @@ class ColourPairs:
         return np.concatenate([d, condition_planes(*self.conditions[i], d.shape[1:])])
 
 
-def build_colour_pairs(paths: list[Path], mix: JPEGMix, variants: int) -> ColourPairs:
+def build_colour_pairs(paths: list[Path], mix: JPEGMix | WebPMix, variants: int) -> ColourPairs:
     clean, degraded, conditions = [], [], []
     for path in paths:
         with Image.open(path) as img:

@@ -5,8 +5,9 @@ PSNR gain over the input (the same no-worse rule as the JPEG policy: no image mo
 worse), on BSDS500 val reduced 2x2 (full-resolution chroma ground truth, as the chroma network
 was trained; BSDS500's own JPEGs carry 4:2:0 chroma):
 
-1. **WebP**: the nearest ``webp-qN`` model against passthrough, at each WebP quality: where the
-   models stop helping is :data:`arcnn.restoration.WEBP_MAX_QUALITY`.
+1. **WebP**: each ``webp-qN`` model or passthrough for luma, with the chroma network passing
+   through or conditioned on a JPEG quality, at each WebP quality: the picks are
+   :data:`arcnn.restoration.WEBP_POLICY` (luma) and :data:`arcnn.restoration.WEBP_CHROMA`.
 2. **JPEG histories read from pixels** (a PNG of a JPEG: no tables, no subsampling flag): the
    IJG model of the quality read, with and without the chroma network (conditioned on the
    quality read, 4:2:0 assumed).
@@ -27,13 +28,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from arcnn.colour import rgb_to_ycbcr_planes, ycbcr_planes_to_rgb_uint8
 from arcnn.evaluation import encoded, rgb_psnr
 from arcnn.images import codec_roundtrip, decode_image, list_images
-from arcnn.model_names import nearest_quality_model, webp_models
+from arcnn.model_names import CHROMA_MODEL, nearest_quality_model, webp_models
+from arcnn.reading import WEBP_NEUTRAL_TOLERANCE
 from arcnn.registry import bundled
-from arcnn.restoration import PASSTHROUGH, Choice, Restorer
+from arcnn.restoration import PASSTHROUGH, Choice, Restorer, neutral_pixels
 from training.colour_data import full_chroma
 from training.degradations import random_table
+
+
+MAX_LOSS_DB = 0.05
+"""The no-worse rule: a choice may make no image more than this much worse."""
 
 
 def _gains(restorer: Restorer, truths: list[Image.Image], make, choices: dict[str, object]) -> dict:
@@ -81,14 +88,57 @@ def main() -> None:
         tables_part(restorer, truths, names, args.models)
 
 
-def webp_part(restorer: Restorer, truths: list[Image.Image], webp_models: list[str]) -> None:
-    print("| WebP quality | " + " | ".join(webp_models) + " | mean (worst) gain |")
-    print("|---|" + "---|" * len(webp_models) + "---|")
-    for quality in (10, 20, 30, 40, 50, 60, 70, 80, 90):
-        result = _gains(restorer, truths, lambda t, q=quality: encoded(t, "WEBP", quality=q),
-                        {m: Choice(m) for m in webp_models})
-        print(f"| {quality} | {_fmt(result)} | |")
+WEBP_CHROMA_CONDITIONS = (None, 80, 90, 95)
+"""The chroma network's options for a WebP: passthrough, or conditioned on these JPEG qualities."""
 
+
+def _webp_gains(restorer: Restorer, truths: list[Image.Image], quality: int, lumas: list[str]) -> dict:
+    """{(luma, chroma condition): (mean gain, worst gain)} for WebP at ``quality``. Luma and
+    chroma are restored once per choice and combined as the product's colour path does (the
+    chroma network is guided by the decoded luma, so the two are independent), neutral pixels
+    kept neutral."""
+    gains: dict[tuple[str, int | None], list[float]] = {(l, c): [] for l in lumas for c in WEBP_CHROMA_CONDITIONS}
+    for truth in truths:
+        decoded = decode_image(encoded(truth, "WEBP", quality=quality), 10**9).convert("RGB")
+        ref, rgb = np.asarray(truth), np.asarray(decoded)
+        base = rgb_psnr(ref, rgb)
+        ycc = rgb_to_ycbcr_planes(rgb)
+        neutral = neutral_pixels(rgb, WEBP_NEUTRAL_TOLERANCE)
+        ys = {l: ycc[0] if l == PASSTHROUGH else restorer.restore_luma(l, ycc[0].copy()) for l in lumas}
+        chromas = {c: ycc[1:] if c is None else restorer.restore_chroma(ycc, (c, True), CHROMA_MODEL)
+                   for c in WEBP_CHROMA_CONDITIONS}
+        for (l, c), row in gains.items():
+            if l == PASSTHROUGH and c is None:
+                row.append(0.0)
+                continue
+            planes = np.stack([ys[l], *chromas[c]])
+            planes[1][neutral] = planes[2][neutral] = 128.0
+            row.append(rgb_psnr(ref, ycbcr_planes_to_rgb_uint8(planes)) - base)
+    return {k: (float(np.mean(g)), float(np.min(g))) for k, g in gains.items()}
+
+
+def webp_part(restorer: Restorer, truths: list[Image.Image], webp_models: list[str]) -> None:
+    """Per WebP quality, every luma choice (passthrough or a ``webp-qN`` model) with every chroma
+    option; per chroma option the best luma choice under the no-worse rule, and the best of all."""
+    lumas = [PASSTHROUGH, *webp_models]
+    heads = ["chroma passes through"] + [f"colour at q{c}" for c in WEBP_CHROMA_CONDITIONS[1:]]
+    print("| WebP quality | " + " | ".join(heads) + " | auto takes |")
+    print("|---|" + "---|" * len(heads) + "---|")
+    for quality in (10, 20, 30, 40, 50, 60, 70, 80, 90):
+        result = _webp_gains(restorer, truths, quality, lumas)
+        cells, best = [], ((PASSTHROUGH, None), (0.0, 0.0))
+        for c in WEBP_CHROMA_CONDITIONS:
+            safe = {k: v for k, v in result.items() if k[1] == c and v[1] >= -MAX_LOSS_DB}
+            if not safe:
+                cells.append("none safe")
+                continue
+            pick = max(safe, key=lambda k: safe[k][0])
+            cells.append(f"{pick[0]}: {safe[pick][0]:+.3f} ({safe[pick][1]:+.3f})")
+            if safe[pick][0] > best[1][0]:
+                best = (pick, safe[pick])
+        (luma, c), _ = best
+        print(f"| {quality} | " + " | ".join(cells) + f" | {luma}" + ("" if c is None else f" + colour q{c}") + " |",
+              flush=True)
 
 
 def png_part(restorer: Restorer, truths: list[Image.Image], names: list[str]) -> None:

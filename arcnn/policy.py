@@ -25,6 +25,12 @@ POLICY_FILES = {"standard": Path(__file__).parent / "auto_policy.json",
 POLICY_FILE = POLICY_FILES["standard"]
 
 
+def nearest_grid_point(table: dict[int, object], quality: int) -> object:
+    """The entry of a table keyed by quality for the nearest grid point (ties to the lower
+    quality, the one with stronger artifacts)."""
+    return table[min(table, key=lambda q: (abs(q - quality), q))]
+
+
 @dataclass(frozen=True)
 class AutoPolicy:
     """Per-quality choices by subsampling ("4:2:0", "4:4:4"): ``luma[s][q]`` a model name,
@@ -33,16 +39,12 @@ class AutoPolicy:
     luma: dict[str, dict[int, str]]
     chroma: dict[str, dict[int, bool]]
 
-    @staticmethod
-    def _nearest(table: dict[int, object], quality: int) -> object:
-        return table[min(table, key=lambda q: (abs(q - quality), q))]
-
     def luma_model(self, quality: int, subsampled: bool = True) -> str:
-        return str(self._nearest(self.luma[_column(subsampled)], quality))
+        return str(nearest_grid_point(self.luma[_column(subsampled)], quality))
 
     def use_chroma(self, quality: int, subsampled: bool) -> bool:
         table = self.chroma.get(_column(subsampled), {})
-        return bool(self._nearest(table, quality)) if table else False
+        return bool(nearest_grid_point(table, quality)) if table else False
 
     @classmethod
     def from_json(cls, data: dict) -> "AutoPolicy":

@@ -67,11 +67,18 @@ def is_grey(img: Image.Image, tolerance: int = 0) -> bool:
     return _neutral(rgb[:: max(1, rgb.shape[0] // 64)], tolerance) and _neutral(rgb, tolerance)
 
 
-def _neutral(rgb: np.ndarray, tolerance: int) -> bool:
+def neutral_pixels(rgb: np.ndarray, tolerance: int = 0) -> np.ndarray:
+    """Where a decoded H x W x 3(+) image has no colour (R, G and B at most ``tolerance`` apart):
+    a JPEG decoder writes R == G == B exactly wherever the stored chroma is neutral, a WebP
+    decoder within :data:`WEBP_NEUTRAL_TOLERANCE`."""
     if tolerance == 0:
-        return bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
+        return (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
     channels = rgb[..., :3]
-    return bool(np.all(channels.max(axis=-1).astype(np.int16) - channels.min(axis=-1) <= tolerance))
+    return (channels.max(axis=-1).astype(np.int16) - channels.min(axis=-1)) <= tolerance
+
+
+def _neutral(rgb: np.ndarray, tolerance: int) -> bool:
+    return bool(np.all(neutral_pixels(rgb, tolerance)))
 
 
 def pixel_history(img: Image.Image) -> History | None:

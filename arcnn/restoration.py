@@ -24,8 +24,8 @@ from arcnn.cards import ModelCard
 from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, studio_to_full_luma, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
 from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, nearest_quality_model
-from arcnn.policy import CHROMA_MODES, AutoPolicy, shipped_policy
-from arcnn.reading import WEBP_NEUTRAL_TOLERANCE, Reading, read_input
+from arcnn.policy import CHROMA_MODES, AutoPolicy, nearest_grid_point, shipped_policy
+from arcnn.reading import WEBP_NEUTRAL_TOLERANCE, Reading, neutral_pixels, read_input
 from arcnn.registry import bundled, is_bundled, load_named
 from arcnn.settings import Settings
 from arcnn.tiling import auto_batch_size, restore_in_place, restore_plane, restore_planes
@@ -64,16 +64,6 @@ Below it JPEG's chroma steps (IJG's chroma DC step is 17 x 5000 / q / 100 DCT un
 levels of Cb/Cr below q25) quantise faint colour to exactly neutral, so a neutral pixel there
 does not mean the photo had no colour: the chroma network restoring it gained +0.14 dB at q5 on
 Kodak24's bucket (docs/results.md)."""
-
-
-def neutral_pixels(rgb: np.ndarray, tolerance: int = 0) -> np.ndarray:
-    """Where a decoded H x W x 3(+) image has no colour (R, G and B at most ``tolerance`` apart):
-    a JPEG decoder writes R == G == B exactly wherever the stored chroma is neutral, a WebP
-    decoder within :data:`~arcnn.reading.WEBP_NEUTRAL_TOLERANCE`."""
-    if tolerance == 0:
-        return (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
-    channels = rgb[..., :3]
-    return (channels.max(axis=-1).astype(np.int16) - channels.min(axis=-1)) <= tolerance
 
 
 def condition_planes(quality: int, subsampled: bool, shape: tuple[int, int]) -> np.ndarray:
@@ -136,21 +126,17 @@ WEBP_CHROMA_RESTORE = 95
 """``--chroma restore`` on a WebP the table passes through: the mildest condition."""
 
 
-def _nearest(table: dict[int, object], quality: int) -> object:
-    return table[min(table, key=lambda q: (abs(q - quality), q))]
-
-
 def webp_model(quality: int | None, names: list[str]) -> str:
     """The model :data:`WEBP_POLICY` names for a lossy WebP of this quality, if bundled."""
     if quality is None:
         return PASSTHROUGH
-    choice = _nearest(WEBP_POLICY, quality)
+    choice = nearest_grid_point(WEBP_POLICY, quality)
     return choice if choice in names else PASSTHROUGH
 
 
 def webp_chroma(quality: int | None) -> int | None:
     """The chroma network's condition :data:`WEBP_CHROMA` names for a lossy WebP of this quality."""
-    return None if quality is None else _nearest(WEBP_CHROMA, quality)
+    return None if quality is None else nearest_grid_point(WEBP_CHROMA, quality)
 
 
 class Restorer:

@@ -22,7 +22,6 @@ the two condition values the network is given at inference (:func:`condition_pla
 
 from __future__ import annotations
 
-import io
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from PIL import Image
 
 from arcnn.colour import rgb_to_ycbcr
+from arcnn.evaluation import encoded
 from arcnn.images import codec_roundtrip, decode_image
 from arcnn.restoration import condition_planes
 from arcnn.webp import equivalent_quality, quantiser
@@ -56,6 +56,13 @@ class Degraded:
     description: str
 
 
+def _earlier_jpeg(img: Image.Image, rng: random.Random, low: int, high: int, parts: list[str]) -> Image.Image:
+    """``img`` through a 4:2:0 JPEG save at a quality drawn from ``[low, high]`` (recorded in ``parts``)."""
+    first = rng.randint(low, high)
+    parts.append(f"q{first}")
+    return codec_roundtrip(img, "JPEG", quality=first, subsampling=2)
+
+
 @dataclass(frozen=True)
 class JPEGMix:
     """Random colour JPEG degradations: quality, subsampling, double saves, grid shifts."""
@@ -72,9 +79,7 @@ class JPEGMix:
         crop = (0, 0)
         parts = []
         if rng.random() < self.p_double:
-            first = rng.randint(max(self.low, 30), self.high)
-            img = codec_roundtrip(img, "JPEG", quality=first, subsampling=2)
-            parts.append(f"q{first}")
+            img = _earlier_jpeg(img, rng, max(self.low, 30), self.high, parts)
             if rng.random() < self.p_shift:
                 crop = (rng.randint(1, 7), rng.randint(1, 7))
                 img = img.crop((crop[1], crop[0], img.width, img.height))
@@ -104,13 +109,9 @@ class WebPMix:
         rng = self.rng
         parts = []
         if rng.random() < self.p_jpeg:
-            first = rng.randint(30, 95)
-            img = codec_roundtrip(img, "JPEG", quality=first, subsampling=2)
-            parts.append(f"q{first}")
+            img = _earlier_jpeg(img, rng, 30, 95, parts)
         quality = rng.randint(self.low, self.high)
-        buffer = io.BytesIO()
-        img.save(buffer, format="WEBP", quality=quality)
-        data = buffer.getvalue()
+        data = encoded(img, "WEBP", quality=quality)
         read = equivalent_quality(quantiser(data))
         parts.append(f"webp q{quality} (reads q{read})")
         return Degraded(decode_image(data, 10**9).convert("RGB"), (0, 0), read, True, " -> ".join(parts))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -208,13 +209,27 @@ def panel_expr(title: str, ref: str) -> str:
 
 
 def prom_range(stack, expr: str, start: float, end: float) -> list[dict]:
-    """What a Grafana time-series panel asks: a range query, 1 s steps, rate window 10 s."""
-    promql = grafana_to_promql(expr.replace("$__rate_interval", "10s"))
+    """What a Grafana time-series panel asks: a range query in 1 s steps.
+
+    The rate window spans the whole range plus 10 s, as Grafana's ``$__rate_interval`` grows with
+    the range: a window that holds the zeros scraped before the job and the final counters after
+    it sees the job's increase even where scrapes of busy workers failed during it (CI once had
+    no two samples 10 s apart across the job, and a 10 s window showed 0 images/s).
+    """
+    window = math.ceil(end - start) + 10
+    promql = grafana_to_promql(expr.replace("$__rate_interval", f"{window}s"))
     url = stack.prom_url + "/api/v1/query_range?" + urllib.parse.urlencode(
         {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": "1"})
     body = json.loads(http_get(url, timeout=20))
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+def raw_samples(stack, start: float, end: float) -> list[dict]:
+    """The scraped counters and ``up`` over the range, to say why a rate came out empty."""
+    seconds = math.ceil(end - start) + 10
+    return [prom_query(stack, f'{name}[{seconds}s]')
+            for name in ('arcnn_images_processed_total{outcome="restored"}', 'up')]
 
 
 def peak(series: dict) -> float:
@@ -226,7 +241,8 @@ def test_prometheus_shows_positive_throughput_from_the_dashboard_expressions(sta
     start, end = stack.enqueued_at - 5, time.time()
 
     total = prom_range(stack, panel_expr("Images/s per worker and total", "B"), start, end)
-    assert len(total) == 1 and peak(total[0]) > 0, f"images/s total: {total}"
+    assert len(total) == 1 and peak(total[0]) > 0, (
+        f"images/s total: {total}\nsamples: {raw_samples(stack, start, end)}")
     per_worker = prom_range(stack, panel_expr("Images/s per worker and total", "A"), start, end)
     instances = {s["metric"]["instance"]: peak(s) for s in per_worker}
     assert set(instances) == {f"127.0.0.1:{p}" for p in stack.metrics_ports}, instances

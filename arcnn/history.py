@@ -38,7 +38,7 @@ import numpy as np
 
 from arcnn.quality import STD_LUMA, scaled_table
 
-_DCT = np.array([[np.sqrt((1 if u == 0 else 2) / 8) * np.cos((2 * x + 1) * u * np.pi / 16)
+DCT = np.array([[np.sqrt((1 if u == 0 else 2) / 8) * np.cos((2 * x + 1) * u * np.pi / 16)
                   for x in range(8)] for u in range(8)], dtype=np.float32)
 """The orthonormal 8x8 DCT-II matrix: JPEG's forward DCT is exactly this transform."""
 
@@ -175,7 +175,7 @@ def block_coefficients(y: np.ndarray, offset: tuple[int, int], max_blocks: int =
     grid = y[dy:dy + 8 * rows, dx:dx + 8 * cols].reshape(rows, 8, cols, 8)
     blocks = grid[pick_rows][:, :, pick_cols].transpose(0, 2, 1, 3).reshape(-1, 8, 8).astype(np.float32)
     unclipped = (blocks.min(axis=(1, 2)) > 0.5) & (blocks.max(axis=(1, 2)) < 254.5)
-    return (_DCT @ (blocks[unclipped] - 128.0) @ _DCT.T).reshape(-1, 64)
+    return (DCT @ (blocks[unclipped] - 128.0) @ DCT.T).reshape(-1, 64)
 
 
 def step_scores(values: np.ndarray) -> np.ndarray:

@@ -62,7 +62,7 @@ _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """Bytes -> loaded, upright PIL image; ``info['jpeg_quality']`` holds the estimated quality,
-    ``info['jpeg_luma_table']`` the luminance table (natural order), ``info['jpeg_subsampled']``
+    ``info['jpeg_luma_table']`` and ``info['jpeg_chroma_table']`` the tables (natural order), ``info['jpeg_subsampled']``
     whether a colour JPEG's chroma was subsampled (4:2:0, 4:2:2) and ``info['webp_quantiser']``
     a lossy WebP's mean quantiser index (:mod:`arcnn.webp`).
 
@@ -87,6 +87,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             tables = getattr(img, "quantization", None) if img.format == "JPEG" else None
             quality = estimate_quality(tables)
             luma_table = list(tables[0]) if tables and len(tables.get(0, ())) == 64 else None
+            chroma_table = list(tables[1]) if tables and len(tables.get(1, ())) == 64 else None
             subsampled = JpegImagePlugin.get_sampling(img) > 0 if img.format == "JPEG" else None
             source_format = img.format
             img.load()
@@ -103,6 +104,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     img = explicit_alpha(img)
     img.info["jpeg_quality"] = quality
     img.info["jpeg_luma_table"] = luma_table
+    img.info["jpeg_chroma_table"] = chroma_table
     img.info["jpeg_subsampled"] = subsampled
     img.info["webp_quantiser"] = quantiser(data) if source_format == "WEBP" else None
     img.info["source_format"] = source_format

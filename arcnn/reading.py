@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from arcnn.history import History, equivalent_quality, read_history, strength
+from arcnn.quality import STD_CHROMA, scaled_table
 
 WEBP_NEUTRAL_TOLERANCE = 1
 """How far apart R, G and B of a decoded lossy WebP may be where its stored chroma is neutral:
@@ -54,6 +55,16 @@ class Reading:
     grey: bool = False
     source: str = ""
     text: str = ""
+    table: tuple[int, ...] | None = None
+    """A non-IJG file's luminance steps (natural order), which mask the luma model's change
+    (:mod:`arcnn.frequency_mask`); None for IJG tables and pixel readings."""
+    grid: tuple[int, int] = (0, 0)
+    """The 8x8 grid of ``table`` in the decoded (upright) image."""
+    low_quality: int | None = None
+    """A non-IJG file's :func:`low_table_quality`: the luma model where ``quality`` names none."""
+    chroma_quality: int | None = None
+    """A non-IJG file's chroma equivalent (:func:`chroma_table_quality`): the chroma network's
+    decision and condition where ``quality``'s policy does not run it."""
 
 
 def is_grey(img: Image.Image, tolerance: int = 0) -> bool:
@@ -89,6 +100,10 @@ def pixel_history(img: Image.Image) -> History | None:
     return read_history(np.asarray(img.convert("L")))
 
 
+LOW_FREQUENCIES = tuple(f for f in range(64) if f // 8 + f % 8 <= 6)
+"""The 28 frequencies (u + v <= 6) that hold nearly all of a photo's non-zero coefficients."""
+
+
 def table_quality(table: list[int]) -> int:
     """The IJG-equivalent quality of a luminance table no IJG quality produces: the strongest
     IJG table nowhere coarser than it, on all 64 frequencies.
@@ -97,8 +112,28 @@ def table_quality(table: list[int]) -> int:
     trained on coarser high-frequency steps smooths them away. Respecting only u + v <= 6, a flat
     table of 10s read as q91 and the q90 model (high steps up to 22) lost up to 0.62 dB on
     BSDS500 val images; respecting all 64, no table shape measured made an image worse
-    (docs/model-choice.md)."""
+    (docs/model-choice.md). Where this quality is too mild for any model, :func:`low_table_quality`
+    gives the fallback."""
     return equivalent_quality({f: (int(step), 1) for f, step in enumerate(table)}, misread_share=0.0).quality
+
+
+def low_table_quality(table: list[int]) -> int:
+    """The same on the low frequencies only (:data:`LOW_FREQUENCIES`): the model that fits the
+    steps where a photo's distortion is. Above them the file's steps may be much finer than that
+    model's, so its change is masked out there (:mod:`arcnn.frequency_mask`)."""
+    return equivalent_quality({f: (int(table[f]), 1) for f in LOW_FREQUENCIES}, misread_share=0.0).quality
+
+
+def chroma_table_quality(table: list[int]) -> int:
+    """The strongest IJG quality whose chroma table is nowhere coarser than ``table`` (natural
+    order), on all 64 frequencies: the chroma network's condition for a non-IJG file. A flat
+    table of 10s reads q95 (IJG's chroma steps are 99 over most frequencies)."""
+    steps = np.asarray(table, dtype=np.float64)
+    fits = np.all(_IJG_CHROMA <= steps[None, :] + 0.5, axis=1)
+    return int(np.argmax(fits)) + 1 if fits.any() else 100
+
+
+_IJG_CHROMA = np.stack([scaled_table(STD_CHROMA, q) for q in range(1, 101)]).astype(np.float64)
 
 
 def _on_same_steps(table: list[int], history: History) -> int:
@@ -138,8 +173,14 @@ def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
                            "pixels", f"pixels: {pixels}; {tables}{chroma}{tail}")
         if file_quality is not None:
             return Reading("jpeg", quality, True, subsampled, grey, "tables", f"estimated q{quality}{chroma}{tail}")
+        chroma_table = info.get("jpeg_chroma_table")
+        chroma_quality = chroma_table_quality(chroma_table) if chroma_table is not None else None
+        chroma_text = f", chroma ~q{chroma_quality}" if chroma_quality is not None and chroma else ""
+        low = f", low frequencies ~q{low_table_quality(table)}"
         return Reading("jpeg", quality, False, subsampled, grey, "tables",
-                       f"non-IJG file tables, strength {strength(table):.1f} (~q{quality}){chroma}{tail}")
+                       f"non-IJG file tables, strength {strength(table):.1f} (~q{quality}{low}{chroma_text}){chroma}{tail}",
+                       tuple(int(t) for t in table), history.offset if found else (0, 0),
+                       low_table_quality(table), chroma_quality)
     if found:
         return Reading("jpeg", history.quality, history.ijg, True, grey, "pixels",
                        f"pixels: {pixels}; no JPEG tables{tail}")

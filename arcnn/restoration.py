@@ -23,6 +23,7 @@ from arcnn.acceleration import CudaGraphed, default_precision, prepare
 from arcnn.cards import ModelCard
 from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, studio_to_full_luma, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
+from arcnn.frequency_mask import apply_mask, frequency_mask, model_quality
 from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, nearest_quality_model
 from arcnn.policy import CHROMA_MODES, AutoPolicy, nearest_grid_point, shipped_policy
 from arcnn.reading import WEBP_NEUTRAL_TOLERANCE, Reading, neutral_pixels, read_input
@@ -49,6 +50,9 @@ class Choice:
     """Why, in a few words, for the per-file line users read (``estimated q18, 4:2:0``)."""
     reading: Reading | None = field(default=None, compare=False)
     """What was read of the input's history (job reports and output metadata record it)."""
+    mask: np.ndarray | None = field(default=None, compare=False)
+    """The DCT frequencies (8 x 8 bools) the luma model's change is kept at, on the grid of
+    ``reading``; None: all (:mod:`arcnn.frequency_mask`)."""
 
     @property
     def label(self) -> str:
@@ -121,6 +125,15 @@ standard chroma network (``colour``) is conditioned on, 4:2:0, or None (chroma p
 WebP always halves chroma, as a 4:2:0 JPEG does, and the network trained on JPEGs undoes much of
 it: +0.2 to +0.4 dB RGB beside the luma model's. Chosen with :data:`WEBP_POLICY` by the same
 study and rule."""
+
+TABLES_CHROMA_MAX = 95
+"""The mildest condition the chroma network gets for a non-IJG file's chroma table (the highest
+quality it was trained at). Where the JPEG policy at the luma quality read does not run the
+chroma network, a non-IJG file's chroma table decides by its own equivalent quality
+(:attr:`~arcnn.reading.Reading.chroma_quality`), through the same policy: a flat table of 16s
+reads q94 on luma (chroma passes through) and q92 on chroma (run: +0.47 dB alone on BSDS500 val,
+no image worse); a flat table of 10s has chroma like q95, where the policy passes chroma through
+(conditioned on 95 it gained +0.39 dB mean but made one image 0.29 dB worse)."""
 
 WEBP_CHROMA_RESTORE = 95
 """``--chroma restore`` on a WebP the table passes through: the mildest condition."""
@@ -232,8 +245,25 @@ class Restorer:
         if reading.codec == "webp":
             return webp_model(reading.quality, names)
         quality = reading.quality if reading.codec == "jpeg" else None
-        return auto_model(quality, names, self.default_model, self.auto_max_quality,
-                          subsampled=reading.subsampled, tier=self.tier)
+        choice = auto_model(quality, names, self.default_model, self.auto_max_quality,
+                            subsampled=reading.subsampled, tier=self.tier)
+        if choice == PASSTHROUGH and reading.low_quality is not None:
+            # non-IJG tables too mild on some frequency for every model: the model of the low
+            # frequencies, its change masked to the frequencies the file's steps hide (choose)
+            choice = auto_model(reading.low_quality, names, self.default_model, self.auto_max_quality,
+                                subsampled=reading.subsampled, tier=self.tier)
+        return choice
+
+    def _masked(self, reading: Reading, luma: str) -> np.ndarray | None:
+        """The luma mask where ``luma`` is the low-frequency fallback for non-IJG tables
+        (:meth:`choose_model`), None elsewhere: a model the all-64 rule chose fits everywhere."""
+        if reading.table is None or luma == PASSTHROUGH or self.default != "auto":
+            return None
+        quality = model_quality(luma)
+        if quality is None or auto_model(reading.quality, [luma], PASSTHROUGH, self.auto_max_quality,
+                                         subsampled=reading.subsampled, tier=self.tier) == luma:
+            return None
+        return frequency_mask(reading.table, quality)
 
     def choose_chroma(self, img: Image.Image, reading: Reading | None = None) -> tuple[int, bool] | None:
         """The chroma network's conditions (quality, subsampled) for this image, or None.
@@ -261,8 +291,11 @@ class Restorer:
         if quality is None or quality > self.auto_max_quality or not is_bundled(self.chroma_model):
             return None
         policy = shipped_policy(self.tier)
-        usable = policy is not None and policy.use_chroma(quality, reading.subsampled)
-        return (quality, reading.subsampled) if usable else None
+        if policy is None:
+            return None
+        if not policy.use_chroma(quality, reading.subsampled) and reading.chroma_quality is not None:
+            quality = min(reading.chroma_quality, TABLES_CHROMA_MAX)  # a non-IJG file's own chroma steps
+        return (quality, reading.subsampled) if policy.use_chroma(quality, reading.subsampled) else None
 
     def choose(self, img: Image.Image, model: str | None = None) -> Choice:
         """Everything done to ``img``: ``model`` (or the restorer's own choice) for luminance,
@@ -274,7 +307,7 @@ class Restorer:
             reading = self.read(img)
             luma, chroma = self.choose_model(img, reading), self.choose_chroma(img, reading)
             return Choice(luma, chroma, self._chroma_model_for(reading), self._why_auto(reading, luma, chroma),
-                          reading)
+                          reading, self._masked(reading, luma))
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
         # the policy measured its own luma choices with the chroma network, not arbitrary models.
         # Only then is the history read: it conditions the chroma network and nothing else.
@@ -340,6 +373,8 @@ class Restorer:
             scale = 257.0 if mode.startswith("I;16") or plane.max() > 255 else 1.0
             restored = self._plane(net, plane / scale) * scale
             out = Image.fromarray(np.clip(np.floor(restored + 0.5), 0, 65535).astype(np.uint16))
+        elif mode in ("1", "L", "LA") and choice.mask is not None:
+            out = self._restore_grey_masked(img, choice, net)
         elif mode in ("1", "L", "LA"):
             # a writable uint8 copy, restored over itself band by band and rounded as it goes:
             # no float image exists (Pillow holds LA in 4 bytes a pixel: only alpha pays for it)
@@ -352,6 +387,18 @@ class Restorer:
             out = self._restore_colour(img, choice, net)
         out.info = {k: v for k, v in img.info.items() if k in ("exif", "icc_profile", "dpi")}
         return out
+
+    def _restore_grey_masked(self, img: Image.Image, choice: Choice, net: nn.Module) -> Image.Image:
+        """A grey JPEG of non-IJG tables: through a float plane, so that the model's change can be
+        masked to the frequencies its steps allow (:attr:`Choice.mask`). Rare, so the plain grey
+        path's in-place rounding is not worth repeating here."""
+        planes = np.array(img.convert("LA" if img.mode == "LA" else "L"))
+        y = planes[..., 0] if img.mode == "LA" else planes
+        before = y.astype(np.float32)
+        after = self._plane(net, before).astype(np.float32)
+        apply_mask(before, after, choice.mask, choice.reading.grid)
+        y[...] = to_uint8(after)
+        return Image.fromarray(planes, "LA" if img.mode == "LA" else "L")
 
     def _restore_colour(self, img: Image.Image, choice: Choice, net: nn.Module | None) -> Image.Image:
         """A colour image through float32 YCbCr planes, each network's output written over the
@@ -379,7 +426,11 @@ class Restorer:
         if neutral is not None:
             ycc[1][neutral] = ycc[2][neutral] = 128.0
         if net is not None:
+            before = None if choice.mask is None else ycc[0].copy()
             self.restore_luma(choice.luma, ycc[0], out=ycc[0])
+            if before is not None:
+                apply_mask(before, ycc[0], choice.mask, choice.reading.grid)
+                del before
         rgb = ycbcr_planes_to_rgb_uint8(ycc, alpha)
         del ycc  # before Pillow's copy of the result
         return Image.fromarray(rgb, target)

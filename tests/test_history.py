@@ -237,3 +237,71 @@ def test_neutral_pixels_allow_a_tolerance_for_webp_decoders():
     rgb = np.array([[[10, 10, 10], [10, 11, 10], [10, 12, 11], [200, 199, 200]]], dtype=np.uint8)
     assert neutral_pixels(rgb).tolist() == [[True, False, False, False]]
     assert neutral_pixels(rgb, 1).tolist() == [[True, True, False, True]]
+
+
+def test_mild_non_ijg_tables_get_the_low_frequency_model_masked_to_the_file_steps(auto):
+    """A flat table of 10s: on all 64 frequencies it reads q96 (no model), on the low ones q91.
+    The q90 model runs, and on the file's 8x8 grid its change is kept only at the frequencies
+    whose step is at least KEEP_SHARE times the model's: every other coefficient is the input's."""
+    from arcnn.frequency_mask import KEEP_SHARE
+    from arcnn.history import DCT
+
+    decoded = decode(encoded(photo(12, (160, 120)), qtables=[[10] * 64, [10] * 64]))
+    reading = auto.read(decoded)
+    assert (reading.quality, reading.low_quality, reading.chroma_quality) == (96, 91, 95)
+    choice = auto.choose(decoded)
+    assert choice.luma == "jpeg-q90" and choice.chroma is None  # chroma like q95: the policy passes it
+    kept = np.asarray([10] * 64).reshape(8, 8) >= KEEP_SHARE * scaled_table(STD_LUMA, 90).reshape(8, 8)
+    assert np.array_equal(choice.mask, kept) and 0 < kept.sum() < 64
+    out = auto.restore(decoded, choice)
+
+    def luma_dct(img: Image.Image) -> np.ndarray:
+        from arcnn.colour import rgb_to_ycbcr_planes
+
+        y = rgb_to_ycbcr_planes(np.asarray(img.convert("RGB")))[0]
+        blocks = y[:120, :160].reshape(15, 8, 20, 8).transpose(0, 2, 1, 3)
+        return DCT @ blocks @ DCT.T
+
+    before, after = luma_dct(decoded), luma_dct(out)
+    change = np.abs(after - before)
+    # masked frequencies change only by the 8-bit rounding of the output (and chroma's none)
+    assert change[..., ~kept].mean() < 0.35 < change[..., kept].mean() * 3
+    assert change[..., kept].max() > 2
+
+
+def test_a_non_ijg_chroma_table_decides_the_chroma_network_by_its_own_quality(auto):
+    """Flat 16s: luma q94 (policy: chroma passes through), chroma q92 (policy: run, at q92)."""
+    decoded = decode(encoded(photo(13), qtables=[[16] * 64, [16] * 64]))
+    reading = auto.read(decoded)
+    assert reading.chroma_quality == 92
+    choice = auto.choose(decoded)
+    assert choice.chroma == (92, True) and choice.luma == "jpeg-q90"
+
+
+def test_a_model_the_all_frequencies_rule_chose_is_not_masked(auto):
+    decoded = decode(encoded(photo(11), qtables=[[32] * 64, [32] * 64]))
+    assert auto.choose(decoded).mask is None
+
+
+def test_apply_mask_keeps_only_the_chosen_frequencies_on_the_grid():
+    from arcnn.frequency_mask import apply_mask
+    from arcnn.history import DCT
+
+    rng = np.random.default_rng(0)
+    before = rng.uniform(0, 255, (29, 37)).astype(np.float32)
+    after = before + rng.normal(0, 3, before.shape).astype(np.float32)
+    everything, nothing = np.ones((8, 8), bool), np.zeros((8, 8), bool)
+    out = after.copy()
+    apply_mask(before, out, everything, (3, 2))
+    assert np.allclose(out[3:27, 2:34], after[3:27, 2:34], atol=1e-3)
+    assert np.array_equal(out[:3], before[:3]) and np.array_equal(out[:, 34:], before[:, 34:])  # border
+    out = after.copy()
+    apply_mask(before, out, nothing, (3, 2))
+    assert np.allclose(out, before, atol=1e-3)
+    low = np.zeros((8, 8), bool)
+    low[:2, :2] = True
+    out = after.copy()
+    apply_mask(before, out, low, (3, 2))
+    change = DCT @ (out - before)[3:11, 2:10] @ DCT.T
+    full = DCT @ (after - before)[3:11, 2:10] @ DCT.T
+    assert np.allclose(change[low], full[low], atol=1e-3) and np.allclose(change[~low], 0, atol=1e-3)

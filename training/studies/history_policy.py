@@ -172,7 +172,8 @@ def named_tables() -> dict[str, list[int]]:
 
 def tables_part(restorer: Restorer, truths: list[Image.Image], names: list[str], extra: list[str]) -> None:
     def luma_alone(decoded: Image.Image) -> Choice:
-        return Choice(restorer.choose(decoded).luma)
+        choice = restorer.choose(decoded)
+        return Choice(choice.luma, reading=choice.reading, mask=choice.mask)
 
     print("\n| table (same for luma and chroma), 4:2:0 | quality read | auto: its choice, mean (worst) gain | "
           "its luma model alone |\n|---|---|---|---|")

@@ -1,0 +1,71 @@
+"""A luma model's change kept only at the DCT frequencies where the file's steps are as coarse as
+the model's training steps.
+
+A ``jpeg-qN`` model learned to undo IJG quality N's quantisation. On a JPEG whose table has
+another shape (a flat table of 10s, a camera's or an editor's table) it is right at the
+frequencies where the file's steps are about as coarse as IJG qN's and wrong where they are much
+finer: there it removes real detail, as if it had been quantised away (a flat table of 10s
+restored by jpeg-q90, whose high steps reach 24, lost up to 0.27 dB on BSDS500 val luma). So the
+model is chosen by the low frequencies, where a photo's coefficients and a JPEG's distortion are,
+and its change is taken to the file's own 8x8 grid and kept only at the frequencies whose step is
+at least :data:`KEEP_SHARE` times the model's: elsewhere the input's coefficient stays
+(docs/model-choice.md has the measurements).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from arcnn.history import DCT
+from arcnn.model_names import QUALITY_FAMILIES, parse_numbered
+from arcnn.quality import STD_LUMA, scaled_table
+
+KEEP_SHARE = 1.25
+"""A frequency keeps the model's change where the file's step is at least this share of the
+model's. On 40 BSDS500 val images (luma model alone), 0.75 let a flat table of 10s and a ramp of
+8 lose 0.10 and 0.24 dB on one image under jpeg-q90, 1.0 still 0.04 and 0.10; 1.25 kept every
+image within 0.05 dB (docs/model-choice.md)."""
+
+STRIP_BLOCKS = 64
+"""Block rows transformed at a time: the work arrays stay a strip of 512 rows, whatever the image."""
+
+
+def model_quality(name: str) -> int | None:
+    """The IJG quality a luminance model was trained for (``jpeg-q90``, ``fast-arcnn-q90``: 90), or
+    None for models without one (WebP, platform, user-trained files)."""
+    parsed = parse_numbered(name)
+    if parsed is None or parsed.variant is not None or parsed.family not in QUALITY_FAMILIES.values():
+        return None
+    return parsed.number
+
+
+def frequency_mask(table: list[int] | tuple[int, ...], quality: int) -> np.ndarray | None:
+    """The 64 frequencies (natural order, 8 x 8 bools) where the model for IJG ``quality`` may
+    change a JPEG of luminance ``table``; None where it may change all of them: its steps are
+    nowhere coarser than the file's, so it fits every frequency."""
+    steps, model = np.asarray(table, dtype=np.float64), scaled_table(STD_LUMA, quality)
+    if np.all(model <= steps + 0.5):
+        return None
+    keep = steps >= KEEP_SHARE * model
+    return None if keep.all() else keep.reshape(8, 8)
+
+
+def apply_mask(before: np.ndarray, after: np.ndarray, keep: np.ndarray, offset: tuple[int, int] = (0, 0)) -> None:
+    """``after`` (the model's output plane) := ``before`` + the change ``after - before`` with only
+    the ``keep`` frequencies of each 8x8 block of the grid at ``offset``, in place. Pixels outside
+    the grid's full blocks (a border under 8 pixels) keep ``before``: no step is known for them.
+    DCT-domain masking is linear, so the result is the same on any plane scale (full or studio
+    range) as long as ``before`` and ``after`` share it."""
+    dy, dx = offset
+    rows, cols = (before.shape[0] - dy) // 8, (before.shape[1] - dx) // 8
+    weight = keep.astype(np.float32)
+    bottom, right = dy + 8 * rows, dx + 8 * cols
+    for border in (np.s_[:dy], np.s_[bottom:], np.s_[:, :dx], np.s_[:, right:]):
+        after[border] = before[border]
+    for top in range(0, rows, STRIP_BLOCKS):
+        n = min(STRIP_BLOCKS, rows - top)
+        y0, x1 = dy + 8 * top, right
+        change = (after[y0:y0 + 8 * n, dx:x1] - before[y0:y0 + 8 * n, dx:x1]).astype(np.float32)
+        blocks = change.reshape(n, 8, cols, 8).transpose(0, 2, 1, 3)
+        kept = DCT.T @ ((DCT @ blocks @ DCT.T) * weight) @ DCT
+        after[y0:y0 + 8 * n, dx:x1] = before[y0:y0 + 8 * n, dx:x1] + kept.transpose(0, 2, 1, 3).reshape(8 * n, 8 * cols)

@@ -176,11 +176,11 @@ def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
         chroma_table = info.get("jpeg_chroma_table")
         chroma_quality = chroma_table_quality(chroma_table) if chroma_table is not None else None
         chroma_text = f", chroma ~q{chroma_quality}" if chroma_quality is not None and chroma else ""
-        low = f", low frequencies ~q{low_table_quality(table)}"
+        low_quality = low_table_quality(table)
         return Reading("jpeg", quality, False, subsampled, grey, "tables",
-                       f"non-IJG file tables, strength {strength(table):.1f} (~q{quality}{low}{chroma_text}){chroma}{tail}",
-                       tuple(int(t) for t in table), history.offset if found else (0, 0),
-                       low_table_quality(table), chroma_quality)
+                       f"non-IJG file tables, strength {strength(table):.1f} "
+                       f"(~q{quality}, low frequencies ~q{low_quality}{chroma_text}){chroma}{tail}",
+                       tuple(int(t) for t in table), history.offset if found else (0, 0), low_quality, chroma_quality)
     if found:
         return Reading("jpeg", history.quality, history.ijg, True, grey, "pixels",
                        f"pixels: {pixels}; no JPEG tables{tail}")

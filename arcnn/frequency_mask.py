@@ -18,7 +18,7 @@ import numpy as np
 
 from arcnn.history import DCT
 from arcnn.model_names import QUALITY_FAMILIES, parse_numbered
-from arcnn.quality import STD_LUMA, scaled_table
+from arcnn.quality import STD_LUMA, nowhere_coarser, scaled_table
 
 KEEP_SHARE = 1.25
 """A frequency keeps the model's change where the file's step is at least this share of the
@@ -44,7 +44,7 @@ def frequency_mask(table: list[int] | tuple[int, ...], quality: int) -> np.ndarr
     change a JPEG of luminance ``table``; None where it may change all of them: its steps are
     nowhere coarser than the file's, so it fits every frequency."""
     steps, model = np.asarray(table, dtype=np.float64), scaled_table(STD_LUMA, quality)
-    if np.all(model <= steps + 0.5):
+    if nowhere_coarser(model, steps):
         return None
     keep = steps >= KEEP_SHARE * model
     return None if keep.all() else keep.reshape(8, 8)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from arcnn.quality import STD_LUMA, scaled_table
+from arcnn.quality import ijg_tables
 
 DCT = np.array([[np.sqrt((1 if u == 0 else 2) / 8) * np.cos((2 * x + 1) * u * np.pi / 16)
                   for x in range(8)] for u in range(8)], dtype=np.float32)
@@ -285,11 +285,7 @@ class QualityFit:
     ijg: bool
 
 
-def _ijg_tables() -> np.ndarray:
-    return np.stack([scaled_table(STD_LUMA, q) for q in range(1, 101)]).astype(np.float64)
-
-
-_TABLES = _ijg_tables()
+_TABLES = ijg_tables()[0].astype(np.float64)
 
 
 MISREAD_SHARE = 0.15

@@ -33,10 +33,20 @@ def scaled_table(standard: np.ndarray, quality: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _all_tables() -> tuple[np.ndarray, np.ndarray]:
+def ijg_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Every IJG quality's (luma, chroma) tables, 100 x 64 each (row q-1: quality q, natural
+    order): built once, shared by the quality estimate and the readers of non-IJG tables."""
     qualities = range(1, 101)
-    return (np.stack([scaled_table(STD_LUMA, q) for q in qualities]),
-            np.stack([scaled_table(STD_CHROMA, q) for q in qualities]))
+    luma, chroma = (np.stack([scaled_table(std, q) for q in qualities]) for std in (STD_LUMA, STD_CHROMA))
+    luma.flags.writeable = chroma.flags.writeable = False
+    return luma, chroma
+
+
+def nowhere_coarser(tables: np.ndarray, steps: np.ndarray | list[int]) -> np.ndarray:
+    """For each table (its last axis: the frequencies), whether none of its steps is coarser than
+    ``steps``: a model trained on it does not remove detail the file kept. Steps are integers, so
+    half a step is the tolerance."""
+    return np.all(np.asarray(tables) <= np.asarray(steps, dtype=np.float64) + 0.5, axis=-1)
 
 
 def estimate_quality(quantization: dict[int, list[int]] | None) -> int | None:
@@ -50,7 +60,7 @@ def estimate_quality(quantization: dict[int, list[int]] | None) -> int | None:
     luma = np.asarray(quantization[0])
     if luma.shape != (64,):
         return None
-    lumas, chromas = _all_tables()
+    lumas, chromas = ijg_tables()
     match = np.all(lumas == luma, axis=1)
     if 1 in quantization and len(quantization[1]) == 64:
         match &= np.all(chromas == np.asarray(quantization[1]), axis=1)

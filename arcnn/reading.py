@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from arcnn.history import History, equivalent_quality, read_history, strength
-from arcnn.quality import STD_CHROMA, scaled_table
+from arcnn.quality import ijg_tables, nowhere_coarser
 
 WEBP_NEUTRAL_TOLERANCE = 1
 """How far apart R, G and B of a decoded lossy WebP may be where its stored chroma is neutral:
@@ -128,12 +128,8 @@ def chroma_table_quality(table: list[int]) -> int:
     """The strongest IJG quality whose chroma table is nowhere coarser than ``table`` (natural
     order), on all 64 frequencies: the chroma network's condition for a non-IJG file. A flat
     table of 10s reads q95 (IJG's chroma steps are 99 over most frequencies)."""
-    steps = np.asarray(table, dtype=np.float64)
-    fits = np.all(_IJG_CHROMA <= steps[None, :] + 0.5, axis=1)
+    fits = nowhere_coarser(ijg_tables()[1], table)
     return int(np.argmax(fits)) + 1 if fits.any() else 100
-
-
-_IJG_CHROMA = np.stack([scaled_table(STD_CHROMA, q) for q in range(1, 101)]).astype(np.float64)
 
 
 def _on_same_steps(table: list[int], history: History) -> int:

@@ -238,32 +238,31 @@ class Restorer:
     def choose_model(self, img: Image.Image, reading: Reading | None = None) -> str:
         """The model for this image: the fixed one, or for ``auto`` the policy's choice for its
         effective history (JPEG quality, or WebP quantiser)."""
-        if self.default != "auto":
-            return self.default
+        return self._auto_luma(img, reading)[0] if self.default == "auto" else self.default
+
+    def _auto_luma(self, img: Image.Image, reading: Reading | None = None) -> tuple[str, bool]:
+        """``auto``'s luminance model, and whether it is the low-frequency fallback for non-IJG
+        tables too mild on some frequency for every model (its change is then masked to the
+        frequencies the file's steps hide: :meth:`_mask`)."""
         names = self._bundled_names()
         reading = reading or self.read(img)
         if reading.codec == "webp":
-            return webp_model(reading.quality, names)
+            return webp_model(reading.quality, names), False
         quality = reading.quality if reading.codec == "jpeg" else None
         choice = auto_model(quality, names, self.default_model, self.auto_max_quality,
                             subsampled=reading.subsampled, tier=self.tier)
         if choice == PASSTHROUGH and reading.low_quality is not None:
-            # non-IJG tables too mild on some frequency for every model: the model of the low
-            # frequencies, its change masked to the frequencies the file's steps hide (choose)
             choice = auto_model(reading.low_quality, names, self.default_model, self.auto_max_quality,
                                 subsampled=reading.subsampled, tier=self.tier)
-        return choice
+            return choice, choice != PASSTHROUGH
+        return choice, False
 
-    def _masked(self, reading: Reading, luma: str) -> np.ndarray | None:
-        """The luma mask where ``luma`` is the low-frequency fallback for non-IJG tables
-        (:meth:`choose_model`), None elsewhere: a model the all-64 rule chose fits everywhere."""
-        if reading.table is None or luma == PASSTHROUGH or self.default != "auto":
-            return None
-        quality = model_quality(luma)
-        if quality is None or auto_model(reading.quality, [luma], PASSTHROUGH, self.auto_max_quality,
-                                         subsampled=reading.subsampled, tier=self.tier) == luma:
-            return None
-        return frequency_mask(reading.table, quality)
+    @staticmethod
+    def _mask(reading: Reading, luma: str, fallback: bool) -> np.ndarray | None:
+        """The luma mask for the low-frequency fallback (:meth:`_auto_luma`), None elsewhere: a
+        model the all-64 rule chose fits everywhere."""
+        quality = model_quality(luma) if fallback and reading.table is not None else None
+        return None if quality is None else frequency_mask(reading.table, quality)
 
     def choose_chroma(self, img: Image.Image, reading: Reading | None = None) -> tuple[int, bool] | None:
         """The chroma network's conditions (quality, subsampled) for this image, or None.
@@ -305,9 +304,9 @@ class Restorer:
             return Choice(PASSTHROUGH, why="asked for")
         if spec == "auto":
             reading = self.read(img)
-            luma, chroma = self.choose_model(img, reading), self.choose_chroma(img, reading)
+            (luma, fallback), chroma = self._auto_luma(img, reading), self.choose_chroma(img, reading)
             return Choice(luma, chroma, self._chroma_model_for(reading), self._why_auto(reading, luma, chroma),
-                          reading, self._masked(reading, luma))
+                          reading, self._mask(reading, luma, fallback))
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
         # the policy measured its own luma choices with the chroma network, not arbitrary models.
         # Only then is the history read: it conditions the chroma network and nothing else.

@@ -12,7 +12,7 @@ from arcnn.cli import main
 from training.data import make_pair
 from training.degradations import JPEG, Resize, WebP
 from training.platforms import (ProfileError, available_profiles, equivalent_quality, load_profile, nearest_standard,
-                                parse_profile)
+                                parse_profile, standard_models)
 from training.studies.platforms import auto_choice, evaluate_platform, markdown_rows
 
 
@@ -120,7 +120,7 @@ def test_equivalent_quality_and_nearest_standard(monkeypatch, tmp_path):
     images = [_photo(96, 96, i) for i in range(3)]
     jpeg30 = parse_profile({"encode": {"codec": "jpeg", "quality": 30}}, tmp_path / "q30.toml")
     assert equivalent_quality(jpeg30, images, [10, 30, 60]) == 30
-    monkeypatch.setattr("training.platforms.standard_models", lambda: {"jpeg-q10": 10, "jpeg-q60": 60})
+    monkeypatch.setattr("training.platforms.standard_models", lambda architecture=None: {"jpeg-q10": 10, "jpeg-q60": 60})
     paths = []
     for i, img in enumerate(images):
         img.save(tmp_path / f"{i}.png")
@@ -179,3 +179,15 @@ def test_auto_choice_is_what_restore_auto_would_apply():
     names = ["jpeg-q10", "jpeg-q20", "jpeg-q40", "jpeg-any"]
     assert auto_choice(load_profile("twitter"), names) == "jpeg-q40"
     assert auto_choice(load_profile("webp"), names) == "passthrough"  # no JPEG tables: the default model
+
+
+def test_nearest_standard_offers_only_bases_the_recipe_can_copy():
+    """The platform recipe copies four 9-7-1-5 layers: a deepened jpeg-qN (9-7-3-1-5) of the same
+    quality must not be picked as its base, while every quality keeps a base it can copy."""
+    from arcnn.registry import bundled
+
+    recipe = {"type": "convnet", "spec": "9-7-1-5", "residual": True}
+    models, cards = standard_models(recipe), bundled()
+    assert models and all(cards[name].architecture == recipe for name in models)
+    assert set(models.values()) >= set(range(10, 100, 10))
+    assert set(standard_models()) - set(models), "the deepened models are left out"

@@ -180,17 +180,20 @@ def equivalent_quality(profile: Profile, images: list[Image.Image], qualities: l
     return min(scores, key=lambda q: (scores[q], q))
 
 
-def standard_models() -> dict[str, int]:
-    """Bundled single-quality JPEG models: name -> quality (from their cards)."""
+def standard_models(architecture: dict | None = None) -> dict[str, int]:
+    """Bundled single-quality JPEG models: name -> quality (from their cards); with
+    ``architecture``, only those built that way (the layers a recipe copies must fit)."""
     from arcnn.registry import bundled
 
     return {name: card.degradation["quality"] for name, card in bundled().items()
-            if card.degradation.get("type") == "jpeg"}
+            if card.degradation.get("type") == "jpeg" and architecture in (None, card.architecture)}
 
 
-def nearest_standard(profile: Profile, image_paths: list[Path], limit: int = 10) -> str:
-    """The bundled ``jpeg-qN`` model whose training artifacts best match the profile's."""
-    models = standard_models()
+def nearest_standard(profile: Profile, image_paths: list[Path], limit: int = 10,
+                     architecture: dict | None = None) -> str:
+    """The bundled ``jpeg-qN`` model (of ``architecture``, if given) whose training artifacts best
+    match the profile's."""
+    models = standard_models(architecture)
     if not models:
         raise NoWeightsError("no standard jpeg-qN model is bundled to transfer from; pass --base")
     images = []
@@ -227,7 +230,7 @@ def platform_config(profile: Profile, data_root: Path, recipe: Path = PLATFORM_R
             transfer["base"] = base
         if transfer.get("base") == "nearest":
             transfer["base"] = nearest_standard(profile, list_images([data_root / d for d in cfg.val_dirs]),
-                                                cfg.val_images)
+                                                cfg.val_images, cfg.architecture)
         cfg.transfer = transfer
     return cfg
 

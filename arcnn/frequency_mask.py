@@ -10,6 +10,12 @@ model is chosen by the low frequencies, where a photo's coefficients and a JPEG'
 and its change is taken to the file's own 8x8 grid and kept only at the frequencies whose step is
 at least :data:`KEEP_SHARE` times the model's: elsewhere the input's coefficient stays
 (docs/model-choice.md has the measurements).
+
+The converse case is handled here too: where a model fits every frequency (its steps nowhere
+coarser than the file's) but the file is much coarser than it at some of them, a coarser model
+(a lower IJG quality) fits those better. :func:`coarser_parts` names, per frequency, the
+coarsest of the next few models whose step there is still not above the file's, and the
+restorer takes each one's output at its own frequencies (:func:`apply_mask` again).
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ KEEP_SHARE = 1.25
 model's. On 40 BSDS500 val images (luma model alone), 0.75 let a flat table of 10s and a ramp of
 8 lose 0.10 and 0.24 dB on one image under jpeg-q90, 1.0 still 0.04 and 0.10; 1.25 kept every
 image within 0.05 dB (docs/model-choice.md)."""
+
+COARSER_DEPTH = 1
+"""How many lower-quality models a non-IJG table may draw on beside the one the policy chose (the
+next ones on the tier's quality grid): each costs one more luma pass over the image. Chosen on
+BSDS500 val with ``python -m training.studies.table_composition`` (docs/model-choice.md)."""
 
 STRIP_BLOCKS = 64
 """Block rows transformed at a time: the work arrays stay a strip of 512 rows, whatever the image."""
@@ -48,6 +59,21 @@ def frequency_mask(table: list[int] | tuple[int, ...], quality: int) -> np.ndarr
         return None
     keep = steps >= KEEP_SHARE * model
     return None if keep.all() else keep.reshape(8, 8)
+
+
+def coarser_parts(table: list[int] | tuple[int, ...], quality: int, models: dict[int, str],
+                  depth: int = COARSER_DEPTH) -> tuple[tuple[str, np.ndarray], ...]:
+    """The lower-quality models (of ``models``, quality -> name) that restore some frequencies
+    of a JPEG of luminance ``table`` better than the model for IJG ``quality``, with the
+    frequencies each takes (8 x 8 bools, disjoint): of the ``depth`` models next below
+    ``quality``, each frequency goes to the coarsest whose step there is not above the file's.
+    Empty where none is: the file's steps are nowhere that coarse (every IJG table, for one)."""
+    steps = np.asarray(table, dtype=np.float64)
+    below = sorted((q for q in models if q < quality), reverse=True)[:depth]
+    owner = np.full(64, -1)
+    for i, q in enumerate(below):  # finer to coarser: IJG steps grow as quality falls
+        owner[scaled_table(STD_LUMA, q) <= steps + 0.5] = i  # nowhere_coarser's half-step tolerance
+    return tuple((models[q], (owner == i).reshape(8, 8)) for i, q in enumerate(below) if (owner == i).any())
 
 
 def apply_mask(before: np.ndarray, after: np.ndarray, keep: np.ndarray, offset: tuple[int, int] = (0, 0)) -> None:

@@ -23,8 +23,8 @@ from arcnn.acceleration import CudaGraphed, default_precision, prepare
 from arcnn.cards import ModelCard
 from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, studio_to_full_luma, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
-from arcnn.frequency_mask import apply_mask, frequency_mask, model_quality
-from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, nearest_quality_model
+from arcnn.frequency_mask import apply_mask, coarser_parts, frequency_mask, model_quality
+from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, nearest_quality_model, quality_models
 from arcnn.policy import CHROMA_MODES, AutoPolicy, nearest_grid_point, shipped_policy
 from arcnn.reading import WEBP_NEUTRAL_TOLERANCE, Reading, neutral_pixels, read_input
 from arcnn.registry import bundled, is_bundled, load_named
@@ -53,6 +53,10 @@ class Choice:
     mask: np.ndarray | None = field(default=None, compare=False)
     """The DCT frequencies (8 x 8 bools) the luma model's change is kept at, on the grid of
     ``reading``; None: all (:mod:`arcnn.frequency_mask`)."""
+    parts: tuple[tuple[str, np.ndarray], ...] = field(default=(), compare=False)
+    """Lower-quality luma models and the frequencies (8 x 8 bools, on the grid of ``reading``)
+    where each one's output replaces ``luma``'s: a non-IJG file much coarser than ``luma``'s
+    steps there (:func:`arcnn.frequency_mask.coarser_parts`)."""
 
     @property
     def label(self) -> str:
@@ -264,6 +268,14 @@ class Restorer:
         quality = model_quality(luma) if fallback and reading.table is not None else None
         return None if quality is None else frequency_mask(reading.table, quality)
 
+    def _parts(self, reading: Reading, luma: str, fallback: bool) -> tuple[tuple[str, np.ndarray], ...]:
+        """The coarser models a non-IJG file's frequencies call for beside the model the all-64
+        rule chose (not beside the masked fallback: its file is finer than it somewhere)."""
+        quality = model_quality(luma) if not fallback and reading.table is not None else None
+        if quality is None:
+            return ()
+        return coarser_parts(reading.table, quality, quality_models(self._bundled_names(), self.tier))
+
     def choose_chroma(self, img: Image.Image, reading: Reading | None = None) -> tuple[int, bool] | None:
         """The chroma network's conditions (quality, subsampled) for this image, or None.
 
@@ -305,8 +317,9 @@ class Restorer:
         if spec == "auto":
             reading = self.read(img)
             (luma, fallback), chroma = self._auto_luma(img, reading), self.choose_chroma(img, reading)
-            return Choice(luma, chroma, self._chroma_model_for(reading), self._why_auto(reading, luma, chroma),
-                          reading, self._mask(reading, luma, fallback))
+            parts = self._parts(reading, luma, fallback)
+            return Choice(luma, chroma, self._chroma_model_for(reading), self._why_auto(reading, luma, chroma, parts),
+                          reading, self._mask(reading, luma, fallback), parts)
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
         # the policy measured its own luma choices with the chroma network, not arbitrary models.
         # Only then is the history read: it conditions the chroma network and nothing else.
@@ -320,7 +333,11 @@ class Restorer:
         models are (the measured WebP tables are the standard network's)."""
         return CHROMA_MODEL if reading.codec == "webp" else self.chroma_model
 
-    def _why_auto(self, reading: Reading, luma: str, chroma: tuple[int, bool] | None) -> str:
+    def _why_auto(self, reading: Reading, luma: str, chroma: tuple[int, bool] | None,
+                  parts: tuple[tuple[str, np.ndarray], ...] = ()) -> str:
+        if parts:
+            shares = ", ".join(f"{name} on {int(keep.sum())}" for name, keep in parts)
+            return f"{reading.text}; by frequency: {shares} of 64"
         if reading.codec == "none":
             return reading.text + ("" if luma == PASSTHROUGH else ": the default model")
         if reading.codec == "jpeg" and reading.quality > self.auto_max_quality:
@@ -372,7 +389,7 @@ class Restorer:
             scale = 257.0 if mode.startswith("I;16") or plane.max() > 255 else 1.0
             restored = self._plane(net, plane / scale) * scale
             out = Image.fromarray(np.clip(np.floor(restored + 0.5), 0, 65535).astype(np.uint16))
-        elif mode in ("1", "L", "LA") and choice.mask is not None:
+        elif mode in ("1", "L", "LA") and (choice.mask is not None or choice.parts):
             out = self._restore_grey_masked(img, choice, net)
         elif mode in ("1", "L", "LA"):
             # a writable uint8 copy, restored over itself band by band and rounded as it goes:
@@ -389,13 +406,19 @@ class Restorer:
 
     def _restore_grey_masked(self, img: Image.Image, choice: Choice, net: nn.Module) -> Image.Image:
         """A grey JPEG of non-IJG tables: through a float plane, so that the model's change can be
-        masked to the frequencies its steps allow (:attr:`Choice.mask`). Rare, so the plain grey
-        path's in-place rounding is not worth repeating here."""
+        masked to the frequencies its steps allow (:attr:`Choice.mask`) and coarser models'
+        taken where theirs fit better (:attr:`Choice.parts`). Rare, so the plain grey path's
+        in-place rounding is not worth repeating here."""
         planes = np.array(img.convert("LA" if img.mode == "LA" else "L"))
         y = planes[..., 0] if img.mode == "LA" else planes
         before = y.astype(np.float32)
         after = self._plane(net, before).astype(np.float32)
-        apply_mask(before, after, choice.mask, choice.reading.grid)
+        if choice.mask is not None:
+            apply_mask(before, after, choice.mask, choice.reading.grid)
+        for name, keep in choice.parts:
+            other = self._plane(self.model(name), before).astype(np.float32)
+            apply_mask(after, other, keep, choice.reading.grid)
+            after = other
         y[...] = to_uint8(after)
         return Image.fromarray(planes, "LA" if img.mode == "LA" else "L")
 
@@ -425,11 +448,16 @@ class Restorer:
         if neutral is not None:
             ycc[1][neutral] = ycc[2][neutral] = 128.0
         if net is not None:
-            before = None if choice.mask is None else ycc[0].copy()
+            before = None if choice.mask is None and not choice.parts else ycc[0].copy()
             self.restore_luma(choice.luma, ycc[0], out=ycc[0])
-            if before is not None:
+            if choice.mask is not None:
                 apply_mask(before, ycc[0], choice.mask, choice.reading.grid)
-                del before
+            for name, keep in choice.parts:  # each coarser model's output at its own frequencies
+                other = self.restore_luma(name, before)
+                apply_mask(ycc[0], other, keep, choice.reading.grid)
+                ycc[0] = other
+                del other
+            del before
         rgb = ycbcr_planes_to_rgb_uint8(ycc, alpha)
         del ycc  # before Pillow's copy of the result
         return Image.fromarray(rgb, target)

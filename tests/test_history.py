@@ -305,3 +305,58 @@ def test_apply_mask_keeps_only_the_chosen_frequencies_on_the_grid():
     change = DCT @ (out - before)[3:11, 2:10] @ DCT.T
     full = DCT @ (after - before)[3:11, 2:10] @ DCT.T
     assert np.allclose(change[low], full[low], atol=1e-3) and np.allclose(change[~low], 0, atol=1e-3)
+
+
+def test_coarser_parts_give_each_frequency_the_coarsest_model_that_fits():
+    """Flat 24s beside jpeg-q90 (whose steps are nowhere above 24): of the next two models on the
+    grid, each frequency goes to the coarsest whose step there is still not above 24."""
+    from arcnn.frequency_mask import coarser_parts
+
+    models = {q: f"jpeg-q{q}" for q in range(10, 100, 10)}
+    parts = coarser_parts([24] * 64, 90, models, depth=2)
+    assert [name for name, _ in parts] == ["jpeg-q80", "jpeg-q70"]
+    (_, q80), (_, q70) = parts
+    assert not (q80 & q70).any()
+    assert (scaled_table(STD_LUMA, 70).reshape(8, 8)[q70] <= 24).all()
+    assert (scaled_table(STD_LUMA, 80).reshape(8, 8)[q80] <= 24).all()
+    assert (scaled_table(STD_LUMA, 70).reshape(8, 8)[q80] > 24).all()  # q70 would be too coarse there
+    assert (scaled_table(STD_LUMA, 80).reshape(8, 8)[~(q80 | q70)] > 24).all()  # q90's own
+    assert coarser_parts([24] * 64, 90, models, depth=0) == ()
+    assert coarser_parts(list(scaled_table(STD_LUMA, 90)), 90, models) == ()  # q90's own table
+    assert coarser_parts([24] * 64, 10, models) == ()  # nothing below
+
+
+def test_a_table_much_coarser_than_its_model_at_some_frequencies_draws_on_coarser_models(auto):
+    """Flat 32s read q87 (the policy's model fits every frequency) and are 5-10 times its steps
+    at the low ones: there the output's luma is the coarser models', elsewhere the model's."""
+    from dataclasses import replace
+
+    from arcnn.colour import rgb_to_ycbcr_planes
+    from arcnn.frequency_mask import model_quality
+    from arcnn.history import DCT
+
+    decoded = decode(encoded(photo(14, (160, 120)), qtables=[[32] * 64, [32] * 64]))
+    choice = auto.choose(decoded)
+    assert choice.mask is None and choice.parts
+    assert all(model_quality(name) < model_quality(choice.luma) for name, _ in choice.parts)
+    assert "by frequency: " + choice.parts[0][0] in choice.why
+    taken = np.any([keep for _, keep in choice.parts], axis=0)
+
+    def luma_dct(img: Image.Image) -> np.ndarray:
+        y = rgb_to_ycbcr_planes(np.asarray(img.convert("RGB")))[0]
+        return DCT @ y[:120, :160].reshape(15, 8, 20, 8).transpose(0, 2, 1, 3) @ DCT.T
+
+    alone = luma_dct(auto.restore(decoded, replace(choice, parts=())))
+    differ = np.abs(luma_dct(auto.restore(decoded, choice)) - alone)
+    assert differ[..., ~taken].mean() < 0.35 < differ[..., taken].mean()  # rounding alone, outside
+
+    grey = decode(encoded(photo(14, (160, 120)).convert("L"), qtables=[[32] * 64]))
+    grey_choice = auto.choose(grey)
+    assert grey_choice.parts
+    with_parts, without = (np.asarray(auto.restore(grey, c), dtype=np.float64)
+                           for c in (grey_choice, replace(grey_choice, parts=())))
+    assert with_parts.shape == without.shape and np.abs(with_parts - without).mean() > 0.05
+
+
+def test_ijg_tables_draw_on_no_other_model(auto):
+    assert auto.choose(decode(encoded(photo(15), quality=60))).parts == ()

@@ -16,11 +16,17 @@ coarser than the file's) but the file is much coarser than it at some of them, a
 (a lower IJG quality) fits those better. :func:`coarser_parts` names, per frequency, the
 coarsest of the next few models whose step there is still not above the file's, and the
 restorer takes each one's output at its own frequencies (:func:`apply_mask` again).
+
+Chroma of a subsampled file whose chroma steps are too mild for any condition the chroma
+network is measured to help at keeps only the part of the network's change finer than one chroma
+sample (:func:`keep_finer_than_samples`): its upsampling, which no chroma step limits.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from arcnn.history import DCT
 from arcnn.model_names import QUALITY_FAMILIES, parse_numbered
@@ -95,3 +101,29 @@ def apply_mask(before: np.ndarray, after: np.ndarray, keep: np.ndarray, offset: 
         blocks = change.reshape(n, 8, cols, 8).transpose(0, 2, 1, 3)
         kept = DCT.T @ ((DCT @ blocks @ DCT.T) * weight) @ DCT
         after[y0:y0 + 8 * n, dx:x1] = before[y0:y0 + 8 * n, dx:x1] + kept.transpose(0, 2, 1, 3).reshape(8 * n, 8 * cols)
+
+
+
+def keep_finer_than_samples(before: np.ndarray, after: np.ndarray, scale: tuple[int, int],
+                            phase: tuple[int, int] = (0, 0)) -> None:
+    """``after`` (2 x H x W restored Cb/Cr) := ``before`` + only the part of the change finer than
+    one chroma sample, in place: the chroma network's upsampling of a subsampled file, with every
+    chroma sample's own value left as the file had it.
+
+    ``scale`` is the file's luma rows and columns per chroma sample ((2, 2) for 4:2:0) and
+    ``phase`` where the first whole sample starts (the grid's offset modulo ``scale``). The
+    change is averaged over each sample's pixels (as the encoder subsampled), and that average,
+    upsampled bilinearly (as a decoder's fancy upsampling), is taken off. One plane at a time: a
+    few plane-sized float arrays.
+    """
+    sy, sx = scale
+    py, px = phase[0] % sy, phase[1] % sx
+    height, width = before.shape[1:]
+    rows, cols = -(-(height + py) // sy), -(-(width + px) // sx)
+    for plane in range(before.shape[0]):
+        change = after[plane] - before[plane]
+        padded = np.pad(change, ((py, rows * sy - height - py), (px, cols * sx - width - px)), mode="edge")
+        sample = padded.reshape(rows, sy, cols, sx).mean(axis=(1, 3), dtype=np.float32)
+        smooth = F.interpolate(torch.from_numpy(sample)[None, None], scale_factor=(sy, sx), mode="bilinear",
+                               align_corners=False)[0, 0].numpy()
+        after[plane] -= smooth[py:py + height, px:px + width]

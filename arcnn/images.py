@@ -58,12 +58,19 @@ def codec_roundtrip(img: Image.Image, fmt: str, **params: object) -> Image.Image
     return out
 
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+_CHROMA_SCALES = {0: (1, 1), 1: (1, 2), 2: (2, 2)}
+"""Pillow's ``get_sampling`` (4:4:4, 4:2:2, 4:2:0) -> luma rows, columns per chroma sample."""
+_ORIENTATION = 0x0112
+_ROTATED = (5, 6, 7, 8)
+"""EXIF orientations that swap rows and columns (transposed and rotated by 90 degrees)."""
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """Bytes -> loaded, upright PIL image; ``info['jpeg_quality']`` holds the estimated quality,
     ``info['jpeg_luma_table']`` and ``info['jpeg_chroma_table']`` the tables (natural order), ``info['jpeg_subsampled']``
-    whether a colour JPEG's chroma was subsampled (4:2:0, 4:2:2) and ``info['webp_quantiser']``
+    whether a colour JPEG's chroma was subsampled (4:2:0, 4:2:2), ``info['jpeg_chroma_scale']`` by how much
+    (rows, columns of luma per chroma sample in the upright image: (2, 2) for 4:2:0, (1, 1) for
+    4:4:4; None when not a JPEG or another layout) and ``info['webp_quantiser']``
     a lossy WebP's mean quantiser index (:mod:`arcnn.webp`).
 
     The pixel limit is checked from the header, before any pixel is decoded, and Pillow's own
@@ -88,7 +95,11 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             quality = estimate_quality(tables)
             luma_table = list(tables[0]) if tables and len(tables.get(0, ())) == 64 else None
             chroma_table = list(tables[1]) if tables and len(tables.get(1, ())) == 64 else None
-            subsampled = JpegImagePlugin.get_sampling(img) > 0 if img.format == "JPEG" else None
+            sampling = JpegImagePlugin.get_sampling(img) if img.format == "JPEG" else None
+            subsampled = sampling > 0 if sampling is not None else None
+            chroma_scale = _CHROMA_SCALES.get(sampling)
+            if chroma_scale is not None and img.getexif().get(_ORIENTATION, 1) in _ROTATED:
+                chroma_scale = chroma_scale[::-1]
             source_format = img.format
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -106,6 +117,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     img.info["jpeg_luma_table"] = luma_table
     img.info["jpeg_chroma_table"] = chroma_table
     img.info["jpeg_subsampled"] = subsampled
+    img.info["jpeg_chroma_scale"] = chroma_scale
     img.info["webp_quantiser"] = quantiser(data) if source_format == "WEBP" else None
     img.info["source_format"] = source_format
     return img

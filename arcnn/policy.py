@@ -46,6 +46,12 @@ class AutoPolicy:
         table = self.chroma.get(_column(subsampled), {})
         return bool(nearest_grid_point(table, quality)) if table else False
 
+    def mildest_chroma(self, quality: int, subsampled: bool) -> int | None:
+        """The highest grid quality, at most ``quality``, where the chroma network runs: the
+        mildest condition it was measured to help at (None: nowhere)."""
+        table = self.chroma.get(_column(subsampled), {})
+        return max((q for q, run in table.items() if run and q <= quality), default=None)
+
     @classmethod
     def from_json(cls, data: dict) -> "AutoPolicy":
         return cls({s: {int(q): m for q, m in t.items()} for s, t in data["luma"].items()},

@@ -65,6 +65,10 @@ class Reading:
     chroma_quality: int | None = None
     """A non-IJG file's chroma equivalent (:func:`chroma_table_quality`): the chroma network's
     decision and condition where ``quality``'s policy does not run it."""
+    chroma_table: tuple[int, ...] | None = None
+    """A non-IJG file's chroma steps (natural order)."""
+    chroma_scale: tuple[int, int] | None = None
+    """The file's luma rows and columns per chroma sample ((2, 2) for 4:2:0), where known."""
 
 
 def is_grey(img: Image.Image, tolerance: int = 0) -> bool:
@@ -176,7 +180,9 @@ def read_input(img: Image.Image, assumed_quality: int = 0) -> Reading:
         return Reading("jpeg", quality, False, subsampled, grey, "tables",
                        f"non-IJG file tables, strength {strength(table):.1f} "
                        f"(~q{quality}, low frequencies ~q{low_quality}{chroma_text}){chroma}{tail}",
-                       tuple(int(t) for t in table), history.offset if found else (0, 0), low_quality, chroma_quality)
+                       tuple(int(t) for t in table), history.offset if found else (0, 0), low_quality, chroma_quality,
+                       tuple(int(t) for t in chroma_table) if chroma_table is not None else None,
+                       info.get("jpeg_chroma_scale"))
     if found:
         return Reading("jpeg", history.quality, history.ijg, True, grey, "pixels",
                        f"pixels: {pixels}; no JPEG tables{tail}")

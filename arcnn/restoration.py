@@ -23,7 +23,7 @@ from arcnn.acceleration import CudaGraphed, default_precision, prepare
 from arcnn.cards import ModelCard
 from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, studio_to_full_luma, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
-from arcnn.frequency_mask import apply_mask, coarser_parts, frequency_mask, model_quality
+from arcnn.frequency_mask import apply_mask, coarser_parts, frequency_mask, keep_finer_than_samples, model_quality
 from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, nearest_quality_model, quality_models
 from arcnn.policy import CHROMA_MODES, AutoPolicy, nearest_grid_point, shipped_policy
 from arcnn.reading import WEBP_NEUTRAL_TOLERANCE, Reading, neutral_pixels, read_input
@@ -57,6 +57,9 @@ class Choice:
     """Lower-quality luma models and the frequencies (8 x 8 bools, on the grid of ``reading``)
     where each one's output replaces ``luma``'s: a non-IJG file much coarser than ``luma``'s
     steps there (:func:`arcnn.frequency_mask.coarser_parts`)."""
+    chroma_upsampling_only: bool = field(default=False, compare=False)
+    """Keep only the chroma network's change finer than one chroma sample of the file
+    (:func:`arcnn.frequency_mask.keep_finer_than_samples`): chroma steps too mild for it."""
 
     @property
     def label(self) -> str:
@@ -306,7 +309,31 @@ class Restorer:
             return None
         if not policy.use_chroma(quality, reading.subsampled) and reading.chroma_quality is not None:
             quality = min(reading.chroma_quality, TABLES_CHROMA_MAX)  # a non-IJG file's own chroma steps
+            if not policy.use_chroma(quality, reading.subsampled) and self._samples_known(reading):
+                mildest = policy.mildest_chroma(quality, reading.subsampled)  # see _upsampling_only
+                return None if mildest is None else (mildest, reading.subsampled)
         return (quality, reading.subsampled) if policy.use_chroma(quality, reading.subsampled) else None
+
+    @staticmethod
+    def _samples_known(reading: Reading) -> bool:
+        """A non-IJG file whose chroma was subsampled, by a factor read from the file."""
+        return reading.chroma_quality is not None and reading.chroma_scale not in (None, (1, 1))
+
+    def _upsampling_only(self, reading: Reading, chroma: tuple[int, bool] | None) -> bool:
+        """Whether only the chroma network's upsampling is kept (:attr:`Choice.chroma_upsampling_only`):
+        a subsampled non-IJG file whose own chroma equivalent is too mild for the policy to run
+        the chroma network, which :meth:`choose_chroma` then runs at the mildest condition the
+        policy runs it at.
+
+        On BSDS500 val (40 images; flat tables of 10s and 12s and a ramp of 8, 4:2:0) the chroma
+        network at q90 gained +0.34 to +0.52 dB RGB but made one image 0.08 to 0.28 dB worse.
+        Its change at the file's chroma samples is what did it: masked to the frequencies the
+        file's steps hide, as luma is, it still made one 0.10-0.12 dB worse with the fast tier's
+        network, while the part finer than a sample alone gained +0.29 to +0.43 with every image
+        better, in both tiers (docs/model-choice.md). A 4:4:4 file has nothing finer than a
+        sample: its chroma passes through."""
+        return (chroma is not None and self._samples_known(reading)
+                and chroma[0] < min(reading.chroma_quality, TABLES_CHROMA_MAX))
 
     def choose(self, img: Image.Image, model: str | None = None) -> Choice:
         """Everything done to ``img``: ``model`` (or the restorer's own choice) for luminance,
@@ -317,9 +344,10 @@ class Restorer:
         if spec == "auto":
             reading = self.read(img)
             (luma, fallback), chroma = self._auto_luma(img, reading), self.choose_chroma(img, reading)
-            parts = self._parts(reading, luma, fallback)
-            return Choice(luma, chroma, self._chroma_model_for(reading), self._why_auto(reading, luma, chroma, parts),
-                          reading, self._mask(reading, luma, fallback), parts)
+            parts, upsampling = self._parts(reading, luma, fallback), self._upsampling_only(reading, chroma)
+            return Choice(luma, chroma, self._chroma_model_for(reading),
+                          self._why_auto(reading, luma, chroma, parts, upsampling),
+                          reading, self._mask(reading, luma, fallback), parts, upsampling)
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
         # the policy measured its own luma choices with the chroma network, not arbitrary models.
         # Only then is the history read: it conditions the chroma network and nothing else.
@@ -334,10 +362,12 @@ class Restorer:
         return CHROMA_MODEL if reading.codec == "webp" else self.chroma_model
 
     def _why_auto(self, reading: Reading, luma: str, chroma: tuple[int, bool] | None,
-                  parts: tuple[tuple[str, np.ndarray], ...] = ()) -> str:
-        if parts:
+                  parts: tuple[tuple[str, np.ndarray], ...] = (), upsampling: bool = False) -> str:
+        if parts or upsampling:
             shares = ", ".join(f"{name} on {int(keep.sum())}" for name, keep in parts)
-            return f"{reading.text}; by frequency: {shares} of 64"
+            by_frequency = f"; by frequency: {shares} of 64" if parts else ""
+            chroma_text = f"; chroma network at q{chroma[0]}, its upsampling only" if upsampling else ""
+            return f"{reading.text}{by_frequency}{chroma_text}"
         if reading.codec == "none":
             return reading.text + ("" if luma == PASSTHROUGH else ": the default model")
         if reading.codec == "jpeg" and reading.quality > self.auto_max_quality:
@@ -444,7 +474,11 @@ class Restorer:
         neutral = neutral_pixels(rgba, WEBP_NEUTRAL_TOLERANCE if webp else 0) if keep else None
         del rgba
         if choice.chroma is not None:
+            decoded = ycc[1:].copy() if choice.chroma_upsampling_only else None
             self.restore_chroma(ycc, choice.chroma, choice.chroma_model, out=ycc[1:])
+            if decoded is not None:
+                keep_finer_than_samples(decoded, ycc[1:], choice.reading.chroma_scale, choice.reading.grid)
+            del decoded
         if neutral is not None:
             ycc[1][neutral] = ycc[2][neutral] = 128.0
         if net is not None:

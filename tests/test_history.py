@@ -250,7 +250,8 @@ def test_mild_non_ijg_tables_get_the_low_frequency_model_masked_to_the_file_step
     reading = auto.read(decoded)
     assert (reading.quality, reading.low_quality, reading.chroma_quality) == (96, 91, 95)
     choice = auto.choose(decoded)
-    assert choice.luma == "jpeg-q90" and choice.chroma is None  # chroma like q95: the policy passes it
+    assert choice.luma == "jpeg-q90" and choice.chroma == (90, True)  # chroma like q95: too mild
+    assert choice.chroma_upsampling_only and "upsampling only" in choice.why
     kept = np.asarray([10] * 64).reshape(8, 8) >= KEEP_SHARE * scaled_table(STD_LUMA, 90).reshape(8, 8)
     assert np.array_equal(choice.mask, kept) and 0 < kept.sum() < 64
     out = auto.restore(decoded, choice)
@@ -267,6 +268,72 @@ def test_mild_non_ijg_tables_get_the_low_frequency_model_masked_to_the_file_step
     # masked frequencies change only by the 8-bit rounding of the output (and chroma's none)
     assert change[..., ~kept].mean() < 0.35 < change[..., kept].mean() * 3
     assert change[..., kept].max() > 2
+
+
+def test_chroma_too_mild_for_the_network_keeps_only_its_upsampling(auto):
+    """Flat 10s, 4:2:0: the chroma network runs at the mildest condition the policy runs it at
+    (q90), and of its change only the part finer than a chroma sample stays: against the whole
+    change, the output's chroma averaged over each 2x2 sample moves far less (what remains is the
+    8-bit rounding and the bilinear spread of the rule), the detail within samples about as much.
+    A 4:4:4 file has no such part: its chroma passes through, and an IJG file's is the policy's."""
+    from dataclasses import replace
+
+    from arcnn.colour import rgb_to_ycbcr_planes
+
+    truth = photo(15, (160, 128))
+    decoded = decode(encoded(truth, qtables=[[10] * 64, [10] * 64], subsampling=2))
+    choice = auto.choose(decoded)
+    assert choice.chroma == (90, True) and choice.chroma_upsampling_only
+    assert decoded.info["jpeg_chroma_scale"] == (2, 2)
+    before = rgb_to_ycbcr_planes(np.asarray(decoded))[1:]
+
+    def samples(planes: np.ndarray) -> np.ndarray:
+        return planes.reshape(2, 64, 2, 80, 2).mean(axis=(2, 4))
+
+    def changes(c) -> tuple[float, float]:
+        """Mean absolute change of the chroma's sample means, and of its detail within samples."""
+        after = rgb_to_ycbcr_planes(np.asarray(auto.restore(decoded, c)))[1:]
+        moved = after - before
+        means = samples(moved)
+        return np.abs(means).mean(), np.abs(moved - means.repeat(2, axis=1).repeat(2, axis=2)).mean()
+
+    (means, detail), (all_means, all_detail) = changes(choice), changes(replace(choice, chroma_upsampling_only=False))
+    assert means < 0.4 * all_means and detail > 0.5 * all_detail
+    full = decode(encoded(truth, qtables=[[10] * 64, [10] * 64], subsampling=0))
+    assert full.info["jpeg_chroma_scale"] == (1, 1)
+    assert auto.choose(full).chroma is None
+    assert not auto.choose(decode(encoded(truth, quality=90))).chroma_upsampling_only
+
+
+def test_keep_finer_than_samples_keeps_only_the_change_within_each_chroma_sample():
+    from arcnn.frequency_mask import keep_finer_than_samples
+
+    rng = np.random.default_rng(1)
+    before = rng.uniform(0, 255, (2, 21, 30)).astype(np.float32)
+    out = before + 7.0  # the same change over every sample: none of it is finer than a sample
+    keep_finer_than_samples(before, out, (2, 2))
+    assert np.allclose(out, before, atol=1e-4)
+    checker = np.indices((21, 30)).sum(axis=0) % 2 * 2.0 - 1.0
+    for phase in ((0, 0), (1, 1)):  # a change of zero mean within each 2x2 sample stays whole
+        ring = checker.copy()
+        ring[:phase[0]], ring[:, :phase[1]] = 0, 0
+        ring[21 - (21 - phase[0]) % 2:], ring[:, 30 - (30 - phase[1]) % 2:] = 0, 0  # whole samples only
+        out = before + ring.astype(np.float32)
+        keep_finer_than_samples(before, out, (2, 2), phase)
+        assert np.allclose(out - before, ring, atol=1e-4)
+    out = before + rng.normal(0, 3, before.shape).astype(np.float32)
+    keep_finer_than_samples(before, out, (1, 1))  # 4:4:4: nothing is finer than a sample
+    assert np.allclose(out, before, atol=1e-4)
+
+
+def test_decode_records_the_chroma_sampling_upright():
+    img = photo(16, (64, 48))
+    assert decode(encoded(img, quality=80, subsampling=1)).info["jpeg_chroma_scale"] == (1, 2)  # 4:2:2
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: rows and columns swap
+    rotated = decode(encoded(img, quality=80, subsampling=1, exif=exif.tobytes()))
+    assert rotated.size == (48, 64) and rotated.info["jpeg_chroma_scale"] == (2, 1)
+    assert decode(encoded(img, "PNG")).info["jpeg_chroma_scale"] is None
 
 
 def test_a_non_ijg_chroma_table_decides_the_chroma_network_by_its_own_quality(auto):

@@ -281,6 +281,12 @@ class Restorer:
 
     def choose_chroma(self, img: Image.Image, reading: Reading | None = None) -> tuple[int, bool] | None:
         """The chroma network's conditions (quality, subsampled) for this image, or None.
+        :meth:`_chroma_choice` says more."""
+        return self._chroma_choice(img, reading)[0]
+
+    def _chroma_choice(self, img: Image.Image, reading: Reading | None = None) -> tuple[tuple[int, bool] | None, bool]:
+        """The chroma network's conditions (quality, subsampled) for this image, or None, and
+        whether only its upsampling is kept (:attr:`Choice.chroma_upsampling_only`).
 
         Never for grey images, nor for colour files whose chroma is neutral (a grey photo stays
         grey). ``auto``: colour images with a JPEG history whose quality the policy covers, where
@@ -288,52 +294,47 @@ class Restorer:
         ``--model auto``: a named model keeps chroma as it is unless ``restore``). ``restore``:
         every colour image; a WebP at :data:`WEBP_CHROMA`'s condition (else the mildest), any
         other input without a JPEG history is treated as quality 50, 4:2:0.
+
+        A subsampled non-IJG file whose own chroma equivalent is too mild for the policy to run
+        the chroma network gets it at the mildest condition the policy runs it at, and of its
+        change only the upsampling is kept. On BSDS500 val (40 images; flat tables of 10s and
+        12s and a ramp of 8, 4:2:0) the network's whole change at q90 gained +0.34 to +0.52 dB
+        RGB but made one image 0.08 to 0.28 dB worse. Its change at the file's chroma samples is
+        what did it: masked to the frequencies the file's steps hide, as luma is, it still made
+        one 0.10-0.12 dB worse with the fast tier's network, while the part finer than a sample
+        alone gained +0.29 to +0.43 with every image better, in both tiers
+        (docs/model-choice.md). A 4:4:4 file has nothing finer than a sample: its chroma passes
+        through.
         """
         if self.chroma == "passthrough" or img.mode in GREY_MODES:
-            return None
+            return None, False
         reading = reading or self.read(img)
         if reading.grey:
-            return None
+            return None, False
         if reading.codec == "webp":
             condition = webp_chroma(reading.quality)
             if self.chroma == "restore":
-                return (condition or WEBP_CHROMA_RESTORE, True)
-            return (condition, True) if condition is not None and is_bundled(CHROMA_MODEL) else None
+                return (condition or WEBP_CHROMA_RESTORE, True), False
+            return ((condition, True) if condition is not None and is_bundled(CHROMA_MODEL) else None), False
         quality = reading.quality if reading.codec == "jpeg" else None
         if self.chroma == "restore":
-            return (quality or 50, reading.subsampled)
+            return (quality or 50, reading.subsampled), False
         if quality is None or quality > self.auto_max_quality or not is_bundled(self.chroma_model):
-            return None
+            return None, False
         policy = shipped_policy(self.tier)
         if policy is None:
-            return None
+            return None, False
         if not policy.use_chroma(quality, reading.subsampled) and reading.chroma_quality is not None:
             quality = min(reading.chroma_quality, TABLES_CHROMA_MAX)  # a non-IJG file's own chroma steps
             if not policy.use_chroma(quality, reading.subsampled) and self._samples_known(reading):
-                mildest = policy.mildest_chroma(quality, reading.subsampled)  # see _upsampling_only
-                return None if mildest is None else (mildest, reading.subsampled)
-        return (quality, reading.subsampled) if policy.use_chroma(quality, reading.subsampled) else None
+                mildest = policy.mildest_chroma(quality, reading.subsampled)
+                return (None, False) if mildest is None else ((mildest, reading.subsampled), True)
+        return ((quality, reading.subsampled) if policy.use_chroma(quality, reading.subsampled) else None), False
 
     @staticmethod
     def _samples_known(reading: Reading) -> bool:
         """A non-IJG file whose chroma was subsampled, by a factor read from the file."""
         return reading.chroma_quality is not None and reading.chroma_scale not in (None, (1, 1))
-
-    def _upsampling_only(self, reading: Reading, chroma: tuple[int, bool] | None) -> bool:
-        """Whether only the chroma network's upsampling is kept (:attr:`Choice.chroma_upsampling_only`):
-        a subsampled non-IJG file whose own chroma equivalent is too mild for the policy to run
-        the chroma network, which :meth:`choose_chroma` then runs at the mildest condition the
-        policy runs it at.
-
-        On BSDS500 val (40 images; flat tables of 10s and 12s and a ramp of 8, 4:2:0) the chroma
-        network at q90 gained +0.34 to +0.52 dB RGB but made one image 0.08 to 0.28 dB worse.
-        Its change at the file's chroma samples is what did it: masked to the frequencies the
-        file's steps hide, as luma is, it still made one 0.10-0.12 dB worse with the fast tier's
-        network, while the part finer than a sample alone gained +0.29 to +0.43 with every image
-        better, in both tiers (docs/model-choice.md). A 4:4:4 file has nothing finer than a
-        sample: its chroma passes through."""
-        return (chroma is not None and self._samples_known(reading)
-                and chroma[0] < min(reading.chroma_quality, TABLES_CHROMA_MAX))
 
     def choose(self, img: Image.Image, model: str | None = None) -> Choice:
         """Everything done to ``img``: ``model`` (or the restorer's own choice) for luminance,
@@ -343,8 +344,9 @@ class Restorer:
             return Choice(PASSTHROUGH, why="asked for")
         if spec == "auto":
             reading = self.read(img)
-            (luma, fallback), chroma = self._auto_luma(img, reading), self.choose_chroma(img, reading)
-            parts, upsampling = self._parts(reading, luma, fallback), self._upsampling_only(reading, chroma)
+            luma, fallback = self._auto_luma(img, reading)
+            chroma, upsampling = self._chroma_choice(img, reading)
+            parts = self._parts(reading, luma, fallback)
             return Choice(luma, chroma, self._chroma_model_for(reading),
                           self._why_auto(reading, luma, chroma, parts, upsampling),
                           reading, self._mask(reading, luma, fallback), parts, upsampling)

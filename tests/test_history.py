@@ -343,6 +343,10 @@ def test_a_non_ijg_chroma_table_decides_the_chroma_network_by_its_own_quality(au
     assert reading.chroma_quality == 92
     choice = auto.choose(decoded)
     assert choice.chroma == (92, True) and choice.luma == "jpeg-q90"
+    assert not choice.chroma_upsampling_only  # a condition that fits the file's chroma: all of its change
+    ramp = [max(1, round(16 * (0.5 + (f // 8 + f % 8) / 7))) for f in range(64)]  # luma q87 runs chroma
+    choice = auto.choose(decode(encoded(photo(13), qtables=[ramp, ramp])))
+    assert choice.chroma == (87, True) and not choice.chroma_upsampling_only
 
 
 def test_a_model_the_all_frequencies_rule_chose_is_not_masked(auto):

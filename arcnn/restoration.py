@@ -117,6 +117,14 @@ def auto_model(quality: int | None, names: list[str], default: str, max_quality:
     return nearest_quality_model(quality, names, tier) or default
 
 
+UPSAMPLING_MAX_QUALITY = 96
+"""The mildest chroma equivalent (:attr:`~arcnn.reading.Reading.chroma_quality`) of a non-IJG file
+for which the chroma network's upsampling is kept where its whole change is not
+(:meth:`Restorer.choose_chroma`). On BSDS500 val (40 images, 4:2:0) one image of fine feathers
+lost more the milder the file's chroma: flat tables of 9s (q96) +0.06 dB, 8s (q96) -0.03, 7s
+(q97) -0.08, 4s (q98) -0.27, 3s (q99) -0.39; ramps of 7 (q96) +0.02, 6 (q97) -0.06. So from q97
+on, chroma passes through, as the policy says for IJG q95 and above."""
+
 WEBP_POLICY = {10: "webp-q20", 20: "webp-q20", 30: "webp-q40", 40: "webp-q60", 50: "webp-q60",
                60: "webp-q60", 70: "webp-q80", 80: "webp-q80", 90: PASSTHROUGH}
 """What ``auto`` applies to a lossy WebP's luma by the quality its quantiser reads as (the nearest
@@ -303,8 +311,8 @@ class Restorer:
         what did it: masked to the frequencies the file's steps hide, as luma is, it still made
         one 0.10-0.12 dB worse with the fast tier's network, while the part finer than a sample
         alone gained +0.29 to +0.43 with every image better, in both tiers
-        (docs/model-choice.md). A 4:4:4 file has nothing finer than a sample: its chroma passes
-        through.
+        (docs/model-choice.md). Milder chroma than :data:`UPSAMPLING_MAX_QUALITY`'s, and a 4:4:4
+        file (nothing is finer than a sample there), pass through.
         """
         if self.chroma == "passthrough" or img.mode in GREY_MODES:
             return None, False
@@ -326,7 +334,8 @@ class Restorer:
             return None, False
         if not policy.use_chroma(quality, reading.subsampled) and reading.chroma_quality is not None:
             quality = min(reading.chroma_quality, TABLES_CHROMA_MAX)  # a non-IJG file's own chroma steps
-            if not policy.use_chroma(quality, reading.subsampled) and self._samples_known(reading):
+            if (not policy.use_chroma(quality, reading.subsampled) and self._samples_known(reading)
+                    and reading.chroma_quality <= UPSAMPLING_MAX_QUALITY):
                 mildest = policy.mildest_chroma(quality, reading.subsampled)
                 return (None, False) if mildest is None else ((mildest, reading.subsampled), True)
         return ((quality, reading.subsampled) if policy.use_chroma(quality, reading.subsampled) else None), False

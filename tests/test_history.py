@@ -279,6 +279,7 @@ def test_chroma_too_mild_for_the_network_keeps_only_its_upsampling(auto):
     from dataclasses import replace
 
     from arcnn.colour import rgb_to_ycbcr_planes
+    from arcnn.restoration import UPSAMPLING_MAX_QUALITY
 
     truth = photo(15, (160, 128))
     decoded = decode(encoded(truth, qtables=[[10] * 64, [10] * 64], subsampling=2))
@@ -303,6 +304,8 @@ def test_chroma_too_mild_for_the_network_keeps_only_its_upsampling(auto):
     assert full.info["jpeg_chroma_scale"] == (1, 1)
     assert auto.choose(full).chroma is None
     assert not auto.choose(decode(encoded(truth, quality=90))).chroma_upsampling_only
+    milder = decode(encoded(truth, qtables=[[10] * 64, [4] * 64], subsampling=2))  # chroma like q98
+    assert auto.read(milder).chroma_quality > UPSAMPLING_MAX_QUALITY and auto.choose(milder).chroma is None
 
 
 def test_keep_finer_than_samples_keeps_only_the_change_within_each_chroma_sample():

@@ -117,13 +117,15 @@ def auto_model(quality: int | None, names: list[str], default: str, max_quality:
     return nearest_quality_model(quality, names, tier) or default
 
 
-UPSAMPLING_MAX_QUALITY = 96
-"""The mildest chroma equivalent (:attr:`~arcnn.reading.Reading.chroma_quality`) of a non-IJG file
-for which the chroma network's upsampling is kept where its whole change is not
-(:meth:`Restorer.choose_chroma`). On BSDS500 val (40 images, 4:2:0) one image of fine feathers
-lost more the milder the file's chroma: flat tables of 9s (q96) +0.06 dB, 8s (q96) -0.03, 7s
-(q97) -0.08, 4s (q98) -0.27, 3s (q99) -0.39; ramps of 7 (q96) +0.02, 6 (q97) -0.06. So from q97
-on, chroma passes through, as the policy says for IJG q95 and above."""
+UPSAMPLING_MAX_QUALITY: dict[str, int | None] = {"standard": 96, "fast": None}
+"""Per tier, the mildest chroma equivalent (:attr:`~arcnn.reading.Reading.chroma_quality`) of a
+non-IJG file for which the chroma network's upsampling is kept where its whole change is not
+(:meth:`Restorer.choose_chroma`); None: never. ``python -m training.studies.chroma_fallback``
+on BSDS500 val (40 images, 4:2:0): one image of fine feathers lost more the milder the file's
+chroma, with flat tables of 9s (q96) +0.06 dB, 8s (q96) -0.03, 7s (q97) -0.08, 4s (q98) -0.27,
+3s (q99) -0.39, and ramps of 7 (q96) +0.02, 6 (q97) -0.06. So from q97 on chroma passes through,
+as the policy says for IJG q95 and above. The fast tier's network made some image 0.06-0.12 dB
+worse at every table from q94 to q96 (conditioned on q85, its mildest, or q90)."""
 
 WEBP_POLICY = {10: "webp-q20", 20: "webp-q20", 30: "webp-q40", 40: "webp-q60", 50: "webp-q60",
                60: "webp-q60", 70: "webp-q80", 80: "webp-q80", 90: PASSTHROUGH}
@@ -148,7 +150,8 @@ chroma network, a non-IJG file's chroma table decides by its own equivalent qual
 (:attr:`~arcnn.reading.Reading.chroma_quality`), through the same policy: a flat table of 16s
 reads q94 on luma (chroma passes through) and q92 on chroma (run: +0.47 dB alone on BSDS500 val,
 no image worse); a flat table of 10s has chroma like q95, where the policy passes chroma through
-(conditioned on 95 it gained +0.39 dB mean but made one image 0.29 dB worse)."""
+(conditioned on 95 it gained +0.39 dB mean but made one image 0.29 dB worse), so it gets only the
+network's upsampling (:data:`UPSAMPLING_MAX_QUALITY`)."""
 
 WEBP_CHROMA_RESTORE = 95
 """``--chroma restore`` on a WebP the table passes through: the mildest condition."""
@@ -309,10 +312,10 @@ class Restorer:
         12s and a ramp of 8, 4:2:0) the network's whole change at q90 gained +0.34 to +0.52 dB
         RGB but made one image 0.08 to 0.28 dB worse. Its change at the file's chroma samples is
         what did it: masked to the frequencies the file's steps hide, as luma is, it still made
-        one 0.10-0.12 dB worse with the fast tier's network, while the part finer than a sample
-        alone gained +0.29 to +0.43 with every image better, in both tiers
-        (docs/model-choice.md). Milder chroma than :data:`UPSAMPLING_MAX_QUALITY`'s, and a 4:4:4
-        file (nothing is finer than a sample there), pass through.
+        one 0.13 dB worse at flat 8s, while the part finer than a sample
+        alone gained +0.40 to +0.42 with every image better (docs/model-choice.md). Milder chroma
+        than :data:`UPSAMPLING_MAX_QUALITY`'s, the fast tier's, and a 4:4:4 file's (nothing is
+        finer than a sample there) pass through.
         """
         if self.chroma == "passthrough" or img.mode in GREY_MODES:
             return None, False
@@ -335,7 +338,7 @@ class Restorer:
         if not policy.use_chroma(quality, reading.subsampled) and reading.chroma_quality is not None:
             quality = min(reading.chroma_quality, TABLES_CHROMA_MAX)  # a non-IJG file's own chroma steps
             if (not policy.use_chroma(quality, reading.subsampled) and self._samples_known(reading)
-                    and reading.chroma_quality <= UPSAMPLING_MAX_QUALITY):
+                    and reading.chroma_quality <= (UPSAMPLING_MAX_QUALITY.get(self.tier) or 0)):
                 mildest = policy.mildest_chroma(quality, reading.subsampled)
                 return (None, False) if mildest is None else ((mildest, reading.subsampled), True)
         return ((quality, reading.subsampled) if policy.use_chroma(quality, reading.subsampled) else None), False

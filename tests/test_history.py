@@ -305,7 +305,8 @@ def test_chroma_too_mild_for_the_network_keeps_only_its_upsampling(auto):
     assert auto.choose(full).chroma is None
     assert not auto.choose(decode(encoded(truth, quality=90))).chroma_upsampling_only
     milder = decode(encoded(truth, qtables=[[10] * 64, [4] * 64], subsampling=2))  # chroma like q98
-    assert auto.read(milder).chroma_quality > UPSAMPLING_MAX_QUALITY and auto.choose(milder).chroma is None
+    assert auto.read(milder).chroma_quality > UPSAMPLING_MAX_QUALITY["standard"] and auto.choose(milder).chroma is None
+    assert Restorer("auto", "cpu", tier="fast").choose(decoded).chroma is None  # measured unsafe there
 
 
 def test_keep_finer_than_samples_keeps_only_the_change_within_each_chroma_sample():

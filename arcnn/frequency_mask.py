@@ -17,9 +17,11 @@ coarser than the file's) but the file is much coarser than it at some of them, a
 coarsest of the next few models whose step there is still not above the file's, and the
 restorer takes each one's output at its own frequencies (:func:`apply_mask` again).
 
-Chroma of a subsampled file whose chroma steps are too mild for any condition the chroma
-network is measured to help at keeps only the part of the network's change finer than one chroma
-sample (:func:`keep_finer_than_samples`): its upsampling, which no chroma step limits.
+Chroma of a subsampled file whose chroma steps are too mild for any condition the chroma network
+is measured to help at keeps the part of the network's change finer than one chroma sample (its
+upsampling, which no chroma step limits) and, of the part the samples hold, only the frequencies
+where the file's step is :data:`CHROMA_KEEP_SHARE` times the condition's (:func:`chroma_keep`,
+:func:`mask_chroma_change`).
 """
 
 from __future__ import annotations
@@ -30,13 +32,20 @@ import torch.nn.functional as F
 
 from arcnn.history import DCT
 from arcnn.model_names import QUALITY_FAMILIES, parse_numbered
-from arcnn.quality import STD_LUMA, nowhere_coarser, scaled_table
+from arcnn.quality import STD_CHROMA, STD_LUMA, nowhere_coarser, scaled_table
 
 KEEP_SHARE = 1.25
 """A frequency keeps the model's change where the file's step is at least this share of the
 model's. On 40 BSDS500 val images (luma model alone), 0.75 let a flat table of 10s and a ramp of
 8 lose 0.10 and 0.24 dB on one image under jpeg-q90, 1.0 still 0.04 and 0.10; 1.25 kept every
 image within 0.05 dB (docs/model-choice.md)."""
+
+CHROMA_KEEP_SHARE = 2.5
+"""A chroma frequency's samples keep the chroma network's change where the file's step is at least
+this share of the condition's. ``python -m training.studies.chroma_fallback --share S`` on 40
+BSDS500 val images, the network at q90 on flat tables of 8-12s and ramps of 7-8: 1.25 and 2.0
+made an image 0.13 and 0.07 dB worse (flat 8s), 2.5 kept every image within 0.03 dB and gained
++0.01 dB over the upsampling alone on average (+0.03 at flat 10s, +0.05 at flat 12s)."""
 
 COARSER_DEPTH = 1
 """How many lower-quality models a non-IJG table may draw on beside the one the policy chose (the
@@ -104,17 +113,26 @@ def apply_mask(before: np.ndarray, after: np.ndarray, keep: np.ndarray, offset: 
 
 
 
-def keep_finer_than_samples(before: np.ndarray, after: np.ndarray, scale: tuple[int, int],
-                            phase: tuple[int, int] = (0, 0)) -> None:
-    """``after`` (2 x H x W restored Cb/Cr) := ``before`` + only the part of the change finer than
-    one chroma sample, in place: the chroma network's upsampling of a subsampled file, with every
-    chroma sample's own value left as the file had it.
+def chroma_keep(table: list[int] | tuple[int, ...], quality: int) -> np.ndarray:
+    """The chroma frequencies (8 x 8 bools) where the chroma network conditioned on IJG
+    ``quality`` may change the chroma samples of a file of chroma ``table``: those whose step is
+    at least :data:`CHROMA_KEEP_SHARE` times IJG ``quality``'s chroma step (possibly none)."""
+    steps = np.asarray(table, dtype=np.float64)
+    return (steps >= CHROMA_KEEP_SHARE * scaled_table(STD_CHROMA, quality)).reshape(8, 8)
+
+
+def mask_chroma_change(before: np.ndarray, after: np.ndarray, keep: np.ndarray, scale: tuple[int, int],
+                       phase: tuple[int, int] = (0, 0)) -> None:
+    """``after`` (2 x H x W restored Cb/Cr) := ``before`` + the part of the change finer than one
+    chroma sample (the chroma network's upsampling of a subsampled file), plus the part the
+    samples hold only at the ``keep`` frequencies of the chroma plane's 8x8 blocks; in place.
 
     ``scale`` is the file's luma rows and columns per chroma sample ((2, 2) for 4:2:0) and
-    ``phase`` where the first whole sample starts (the grid's offset modulo ``scale``). The
-    change is averaged over each sample's pixels (as the encoder subsampled), and that average,
-    upsampled bilinearly (as a decoder's fancy upsampling), is taken off. One plane at a time: a
-    few plane-sized float arrays.
+    ``phase`` where the first whole sample, and the first chroma block, start. The change is
+    averaged over each sample's pixels (as the encoder subsampled); those averages, masked on the
+    chroma grid (:func:`apply_mask`: outside full blocks nothing is kept) to what ``keep`` drops,
+    are upsampled bilinearly (as a decoder's fancy upsampling) and taken off. One plane at a
+    time: a few plane-sized float arrays.
     """
     sy, sx = scale
     py, px = phase[0] % sy, phase[1] % sx
@@ -124,6 +142,10 @@ def keep_finer_than_samples(before: np.ndarray, after: np.ndarray, scale: tuple[
         change = after[plane] - before[plane]
         padded = np.pad(change, ((py, rows * sy - height - py), (px, cols * sx - width - px)), mode="edge")
         sample = padded.reshape(rows, sy, cols, sx).mean(axis=(1, 3), dtype=np.float32)
-        smooth = F.interpolate(torch.from_numpy(sample)[None, None], scale_factor=(sy, sx), mode="bilinear",
-                               align_corners=False)[0, 0].numpy()
-        after[plane] -= smooth[py:py + height, px:px + width]
+        if keep.any():
+            kept = sample.copy()
+            apply_mask(np.zeros_like(sample), kept, keep)
+            sample -= kept
+        dropped = F.interpolate(torch.from_numpy(sample)[None, None], scale_factor=(sy, sx), mode="bilinear",
+                                align_corners=False)[0, 0].numpy()
+        after[plane] -= dropped[py:py + height, px:px + width]

@@ -23,7 +23,7 @@ from arcnn.acceleration import CudaGraphed, default_precision, prepare
 from arcnn.cards import ModelCard
 from arcnn.colour import full_to_studio_luma, rgb_to_ycbcr_planes, studio_to_full_luma, to_uint8, ycbcr_planes_to_rgb_uint8
 from arcnn.errors import NoWeightsError
-from arcnn.frequency_mask import apply_mask, coarser_parts, frequency_mask, keep_finer_than_samples, model_quality
+from arcnn.frequency_mask import apply_mask, chroma_keep, coarser_parts, frequency_mask, mask_chroma_change, model_quality
 from arcnn.model_names import CHROMA_MODEL, CHROMA_MODELS, TIERS, nearest_quality_model, quality_models
 from arcnn.policy import CHROMA_MODES, AutoPolicy, nearest_grid_point, shipped_policy
 from arcnn.reading import WEBP_NEUTRAL_TOLERANCE, Reading, neutral_pixels, read_input
@@ -57,9 +57,10 @@ class Choice:
     """Lower-quality luma models and the frequencies (8 x 8 bools, on the grid of ``reading``)
     where each one's output replaces ``luma``'s: a non-IJG file much coarser than ``luma``'s
     steps there (:func:`arcnn.frequency_mask.coarser_parts`)."""
-    chroma_upsampling_only: bool = field(default=False, compare=False)
-    """Keep only the chroma network's change finer than one chroma sample of the file
-    (:func:`arcnn.frequency_mask.keep_finer_than_samples`): chroma steps too mild for it."""
+    chroma_mask: np.ndarray | None = field(default=None, compare=False)
+    """Where a file's chroma steps are too mild for the chroma network: the chroma frequencies
+    (8 x 8 bools, on the chroma plane's grid) at which its change to the file's chroma samples is
+    kept, beside its upsampling (:func:`arcnn.frequency_mask.mask_chroma_change`); None: all."""
 
     @property
     def label(self) -> str:
@@ -119,13 +120,15 @@ def auto_model(quality: int | None, names: list[str], default: str, max_quality:
 
 UPSAMPLING_MAX_QUALITY: dict[str, int | None] = {"standard": 96, "fast": None}
 """Per tier, the mildest chroma equivalent (:attr:`~arcnn.reading.Reading.chroma_quality`) of a
-non-IJG file for which the chroma network's upsampling is kept where its whole change is not
-(:meth:`Restorer.choose_chroma`); None: never. ``python -m training.studies.chroma_fallback``
+non-IJG file for which the chroma network runs masked where its whole change would not
+(:meth:`Restorer.choose_chroma`: its upsampling, and its change to the chroma samples at the
+frequencies the file's steps hide); None: never. ``python -m training.studies.chroma_fallback``
 on BSDS500 val (40 images, 4:2:0): one image of fine feathers lost more the milder the file's
 chroma, with flat tables of 9s (q96) +0.06 dB, 8s (q96) -0.03, 7s (q97) -0.08, 4s (q98) -0.27,
 3s (q99) -0.39, and ramps of 7 (q96) +0.02, 6 (q97) -0.06. So from q97 on chroma passes through,
-as the policy says for IJG q95 and above. The fast tier's network made some image 0.06-0.12 dB
-worse at every table from q94 to q96 (conditioned on q85, its mildest, or q90)."""
+as the policy says for IJG q95 and above. The fast tier's network, even its upsampling alone,
+made some image 0.07-0.12 dB worse at every q95-q96 table (conditioned on q85, its mildest, or
+q90)."""
 
 WEBP_POLICY = {10: "webp-q20", 20: "webp-q20", 30: "webp-q40", 40: "webp-q60", 50: "webp-q60",
                60: "webp-q60", 70: "webp-q80", 80: "webp-q80", 90: PASSTHROUGH}
@@ -151,7 +154,7 @@ chroma network, a non-IJG file's chroma table decides by its own equivalent qual
 reads q94 on luma (chroma passes through) and q92 on chroma (run: +0.47 dB alone on BSDS500 val,
 no image worse); a flat table of 10s has chroma like q95, where the policy passes chroma through
 (conditioned on 95 it gained +0.39 dB mean but made one image 0.29 dB worse), so it gets only the
-network's upsampling (:data:`UPSAMPLING_MAX_QUALITY`)."""
+network, masked (:data:`UPSAMPLING_MAX_QUALITY`)."""
 
 WEBP_CHROMA_RESTORE = 95
 """``--chroma restore`` on a WebP the table passes through: the mildest condition."""
@@ -295,9 +298,10 @@ class Restorer:
         :meth:`_chroma_choice` says more."""
         return self._chroma_choice(img, reading)[0]
 
-    def _chroma_choice(self, img: Image.Image, reading: Reading | None = None) -> tuple[tuple[int, bool] | None, bool]:
+    def _chroma_choice(self, img: Image.Image,
+                       reading: Reading | None = None) -> tuple[tuple[int, bool] | None, np.ndarray | None]:
         """The chroma network's conditions (quality, subsampled) for this image, or None, and
-        whether only its upsampling is kept (:attr:`Choice.chroma_upsampling_only`).
+        the mask of its change (:attr:`Choice.chroma_mask`; None: its whole change).
 
         Never for grey images, nor for colour files whose chroma is neutral (a grey photo stays
         grey). ``auto``: colour images with a JPEG history whose quality the policy covers, where
@@ -307,46 +311,58 @@ class Restorer:
         other input without a JPEG history is treated as quality 50, 4:2:0.
 
         A subsampled non-IJG file whose own chroma equivalent is too mild for the policy to run
-        the chroma network gets it at the mildest condition the policy runs it at, and of its
-        change only the upsampling is kept. On BSDS500 val (40 images; flat tables of 10s and
-        12s and a ramp of 8, 4:2:0) the network's whole change at q90 gained +0.34 to +0.52 dB
-        RGB but made one image 0.08 to 0.28 dB worse. Its change at the file's chroma samples is
-        what did it: masked to the frequencies the file's steps hide, as luma is, it still made
-        one 0.13 dB worse at flat 8s, while the part finer than a sample
-        alone gained +0.40 to +0.42 with every image better (docs/model-choice.md). Milder chroma
-        than :data:`UPSAMPLING_MAX_QUALITY`'s, the fast tier's, and a 4:4:4 file's (nothing is
-        finer than a sample there) pass through.
+        the chroma network gets it at the mildest condition the policy runs it at, masked: its
+        upsampling is kept, and of its change to the file's chroma samples only the frequencies
+        where the file's step is :data:`~arcnn.frequency_mask.CHROMA_KEEP_SHARE` times the
+        condition's. On BSDS500 val (40 images; flat tables of 10s and 12s and a ramp of 8,
+        4:2:0) the network's whole change at q90 gained +0.34 to +0.52 dB RGB but made one image
+        0.08 to 0.28 dB worse; its change at the samples is what did it. Masked so, the gain is
+        +0.40 to +0.45 with every image better, and every table from q94 to q96 keeps every image
+        within 0.03 dB (``python -m training.studies.chroma_fallback``, docs/model-choice.md).
+        Milder chroma than :data:`UPSAMPLING_MAX_QUALITY`'s, the fast tier's, and a 4:4:4 file's
+        (nothing is finer than a sample there) pass through.
         """
         if self.chroma == "passthrough" or img.mode in GREY_MODES:
-            return None, False
+            return None, None
         reading = reading or self.read(img)
         if reading.grey:
-            return None, False
+            return None, None
         if reading.codec == "webp":
             condition = webp_chroma(reading.quality)
             if self.chroma == "restore":
-                return (condition or WEBP_CHROMA_RESTORE, True), False
-            return ((condition, True) if condition is not None and is_bundled(CHROMA_MODEL) else None), False
+                return (condition or WEBP_CHROMA_RESTORE, True), None
+            return ((condition, True) if condition is not None and is_bundled(CHROMA_MODEL) else None), None
         quality = reading.quality if reading.codec == "jpeg" else None
         if self.chroma == "restore":
-            return (quality or 50, reading.subsampled), False
+            return (quality or 50, reading.subsampled), None
         if quality is None or quality > self.auto_max_quality or not is_bundled(self.chroma_model):
-            return None, False
+            return None, None
         policy = shipped_policy(self.tier)
         if policy is None:
-            return None, False
+            return None, None
         if not policy.use_chroma(quality, reading.subsampled) and reading.chroma_quality is not None:
             quality = min(reading.chroma_quality, TABLES_CHROMA_MAX)  # a non-IJG file's own chroma steps
             if (not policy.use_chroma(quality, reading.subsampled) and self._samples_known(reading)
                     and reading.chroma_quality <= (UPSAMPLING_MAX_QUALITY.get(self.tier) or 0)):
                 mildest = policy.mildest_chroma(quality, reading.subsampled)
-                return (None, False) if mildest is None else ((mildest, reading.subsampled), True)
-        return ((quality, reading.subsampled) if policy.use_chroma(quality, reading.subsampled) else None), False
+                if mildest is not None:
+                    return (mildest, reading.subsampled), self._chroma_keep(reading, mildest)
+                return None, None
+        return ((quality, reading.subsampled) if policy.use_chroma(quality, reading.subsampled) else None), None
 
     @staticmethod
     def _samples_known(reading: Reading) -> bool:
         """A non-IJG file whose chroma was subsampled, by a factor read from the file."""
         return reading.chroma_quality is not None and reading.chroma_scale not in (None, (1, 1))
+
+    @staticmethod
+    def _chroma_keep(reading: Reading, quality: int) -> np.ndarray:
+        """The chroma frequencies whose samples keep the network's change at ``quality``: none
+        where the file's chroma blocks are not known to start at the image's corner (a grid read
+        elsewhere in the pixels places them only modulo 8 luma pixels; 16 are needed)."""
+        if reading.grid != (0, 0):
+            return np.zeros((8, 8), dtype=bool)
+        return chroma_keep(reading.chroma_table, quality)
 
     def choose(self, img: Image.Image, model: str | None = None) -> Choice:
         """Everything done to ``img``: ``model`` (or the restorer's own choice) for luminance,
@@ -357,11 +373,11 @@ class Restorer:
         if spec == "auto":
             reading = self.read(img)
             luma, fallback = self._auto_luma(img, reading)
-            chroma, upsampling = self._chroma_choice(img, reading)
+            chroma, chroma_mask = self._chroma_choice(img, reading)
             parts = self._parts(reading, luma, fallback)
             return Choice(luma, chroma, self._chroma_model_for(reading),
-                          self._why_auto(reading, luma, chroma, parts, upsampling),
-                          reading, self._mask(reading, luma, fallback), parts, upsampling)
+                          self._why_auto(reading, luma, chroma, parts, chroma_mask),
+                          reading, self._mask(reading, luma, fallback), parts, chroma_mask)
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
         # the policy measured its own luma choices with the chroma network, not arbitrary models.
         # Only then is the history read: it conditions the chroma network and nothing else.
@@ -376,11 +392,12 @@ class Restorer:
         return CHROMA_MODEL if reading.codec == "webp" else self.chroma_model
 
     def _why_auto(self, reading: Reading, luma: str, chroma: tuple[int, bool] | None,
-                  parts: tuple[tuple[str, np.ndarray], ...] = (), upsampling: bool = False) -> str:
-        if parts or upsampling:
+                  parts: tuple[tuple[str, np.ndarray], ...] = (), chroma_mask: np.ndarray | None = None) -> str:
+        if parts or chroma_mask is not None:
             shares = ", ".join(f"{name} on {int(keep.sum())}" for name, keep in parts)
             by_frequency = f"; by frequency: {shares} of 64" if parts else ""
-            chroma_text = f"; chroma network at q{chroma[0]}, its upsampling only" if upsampling else ""
+            chroma_text = (f"; chroma network at q{chroma[0]}: its upsampling and {int(chroma_mask.sum())} of 64"
+                           if chroma_mask is not None else "")
             return f"{reading.text}{by_frequency}{chroma_text}"
         if reading.codec == "none":
             return reading.text + ("" if luma == PASSTHROUGH else ": the default model")
@@ -488,10 +505,11 @@ class Restorer:
         neutral = neutral_pixels(rgba, WEBP_NEUTRAL_TOLERANCE if webp else 0) if keep else None
         del rgba
         if choice.chroma is not None:
-            decoded = ycc[1:].copy() if choice.chroma_upsampling_only else None
+            decoded = None if choice.chroma_mask is None else ycc[1:].copy()
             self.restore_chroma(ycc, choice.chroma, choice.chroma_model, out=ycc[1:])
             if decoded is not None:
-                keep_finer_than_samples(decoded, ycc[1:], choice.reading.chroma_scale, choice.reading.grid)
+                mask_chroma_change(decoded, ycc[1:], choice.chroma_mask, choice.reading.chroma_scale,
+                                   choice.reading.grid)
             del decoded
         if neutral is not None:
             ycc[1][neutral] = ycc[2][neutral] = 128.0

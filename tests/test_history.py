@@ -251,7 +251,7 @@ def test_mild_non_ijg_tables_get_the_low_frequency_model_masked_to_the_file_step
     assert (reading.quality, reading.low_quality, reading.chroma_quality) == (96, 91, 95)
     choice = auto.choose(decoded)
     assert choice.luma == "jpeg-q90" and choice.chroma == (90, True)  # chroma like q95: too mild
-    assert choice.chroma_upsampling_only and "upsampling only" in choice.why
+    assert choice.chroma_mask is not None and "chroma network at q90: its upsampling and" in choice.why
     kept = np.asarray([10] * 64).reshape(8, 8) >= KEEP_SHARE * scaled_table(STD_LUMA, 90).reshape(8, 8)
     assert np.array_equal(choice.mask, kept) and 0 < kept.sum() < 64
     out = auto.restore(decoded, choice)
@@ -270,22 +270,25 @@ def test_mild_non_ijg_tables_get_the_low_frequency_model_masked_to_the_file_step
     assert change[..., kept].max() > 2
 
 
-def test_chroma_too_mild_for_the_network_keeps_only_its_upsampling(auto):
+def test_chroma_too_mild_for_the_network_is_masked_to_its_upsampling_and_the_hidden_frequencies(auto):
     """Flat 10s, 4:2:0: the chroma network runs at the mildest condition the policy runs it at
-    (q90), and of its change only the part finer than a chroma sample stays: against the whole
-    change, the output's chroma averaged over each 2x2 sample moves far less (what remains is the
-    8-bit rounding and the bilinear spread of the rule), the detail within samples about as much.
-    A 4:4:4 file has no such part: its chroma passes through, and an IJG file's is the policy's."""
+    (q90), masked: its change to the chroma samples is kept only at the frequencies whose file
+    step is CHROMA_KEEP_SHARE times q90's, its upsampling whole. With no frequency kept, against
+    the whole change, the output's chroma averaged over each 2x2 sample moves far less (what
+    remains is the 8-bit rounding and the bilinear spread of the rule), the detail within samples
+    about as much. A 4:4:4 file has no upsampling: its chroma passes through; an IJG file's is
+    the policy's, and so is the fast tier's (measured to make images worse there)."""
     from dataclasses import replace
 
     from arcnn.colour import rgb_to_ycbcr_planes
+    from arcnn.frequency_mask import chroma_keep
     from arcnn.restoration import UPSAMPLING_MAX_QUALITY
 
     truth = photo(15, (160, 128))
     decoded = decode(encoded(truth, qtables=[[10] * 64, [10] * 64], subsampling=2))
     choice = auto.choose(decoded)
-    assert choice.chroma == (90, True) and choice.chroma_upsampling_only
-    assert decoded.info["jpeg_chroma_scale"] == (2, 2)
+    assert choice.chroma == (90, True) and decoded.info["jpeg_chroma_scale"] == (2, 2)
+    assert np.array_equal(choice.chroma_mask, chroma_keep([10] * 64, 90)) and 0 < choice.chroma_mask.sum() < 8
     before = rgb_to_ycbcr_planes(np.asarray(decoded))[1:]
 
     def samples(planes: np.ndarray) -> np.ndarray:
@@ -298,24 +301,26 @@ def test_chroma_too_mild_for_the_network_keeps_only_its_upsampling(auto):
         means = samples(moved)
         return np.abs(means).mean(), np.abs(moved - means.repeat(2, axis=1).repeat(2, axis=2)).mean()
 
-    (means, detail), (all_means, all_detail) = changes(choice), changes(replace(choice, chroma_upsampling_only=False))
+    upsampling = replace(choice, chroma_mask=np.zeros((8, 8), dtype=bool))
+    (means, detail), (all_means, all_detail) = changes(upsampling), changes(replace(choice, chroma_mask=None))
     assert means < 0.4 * all_means and detail > 0.5 * all_detail
     full = decode(encoded(truth, qtables=[[10] * 64, [10] * 64], subsampling=0))
     assert full.info["jpeg_chroma_scale"] == (1, 1)
     assert auto.choose(full).chroma is None
-    assert not auto.choose(decode(encoded(truth, quality=90))).chroma_upsampling_only
+    assert auto.choose(decode(encoded(truth, quality=90))).chroma_mask is None
     milder = decode(encoded(truth, qtables=[[10] * 64, [4] * 64], subsampling=2))  # chroma like q98
     assert auto.read(milder).chroma_quality > UPSAMPLING_MAX_QUALITY["standard"] and auto.choose(milder).chroma is None
-    assert Restorer("auto", "cpu", tier="fast").choose(decoded).chroma is None  # measured unsafe there
+    assert Restorer("auto", "cpu", tier="fast").choose(decoded).chroma is None
 
 
-def test_keep_finer_than_samples_keeps_only_the_change_within_each_chroma_sample():
-    from arcnn.frequency_mask import keep_finer_than_samples
+def test_mask_chroma_change_keeps_the_upsampling_and_the_kept_frequencies_of_the_samples():
+    from arcnn.frequency_mask import mask_chroma_change
 
     rng = np.random.default_rng(1)
+    nothing, everything = np.zeros((8, 8), bool), np.ones((8, 8), bool)
     before = rng.uniform(0, 255, (2, 21, 30)).astype(np.float32)
     out = before + 7.0  # the same change over every sample: none of it is finer than a sample
-    keep_finer_than_samples(before, out, (2, 2))
+    mask_chroma_change(before, out, nothing, (2, 2))
     assert np.allclose(out, before, atol=1e-4)
     checker = np.indices((21, 30)).sum(axis=0) % 2 * 2.0 - 1.0
     for phase in ((0, 0), (1, 1)):  # a change of zero mean within each 2x2 sample stays whole
@@ -323,11 +328,16 @@ def test_keep_finer_than_samples_keeps_only_the_change_within_each_chroma_sample
         ring[:phase[0]], ring[:, :phase[1]] = 0, 0
         ring[21 - (21 - phase[0]) % 2:], ring[:, 30 - (30 - phase[1]) % 2:] = 0, 0  # whole samples only
         out = before + ring.astype(np.float32)
-        keep_finer_than_samples(before, out, (2, 2), phase)
+        mask_chroma_change(before, out, nothing, (2, 2), phase)
         assert np.allclose(out - before, ring, atol=1e-4)
     out = before + rng.normal(0, 3, before.shape).astype(np.float32)
-    keep_finer_than_samples(before, out, (1, 1))  # 4:4:4: nothing is finer than a sample
+    mask_chroma_change(before, out, nothing, (1, 1))  # 4:4:4: nothing is finer than a sample
     assert np.allclose(out, before, atol=1e-4)
+    blocks = rng.uniform(0, 255, (2, 32, 48)).astype(np.float32)  # whole 16x16 chroma blocks
+    after = blocks + rng.normal(0, 3, blocks.shape).astype(np.float32)
+    out = after.copy()
+    mask_chroma_change(blocks, out, everything, (2, 2))  # every frequency kept: the whole change
+    assert np.allclose(out, after, atol=1e-3)
 
 
 def test_decode_records_the_chroma_sampling_upright():
@@ -347,10 +357,10 @@ def test_a_non_ijg_chroma_table_decides_the_chroma_network_by_its_own_quality(au
     assert reading.chroma_quality == 92
     choice = auto.choose(decoded)
     assert choice.chroma == (92, True) and choice.luma == "jpeg-q90"
-    assert not choice.chroma_upsampling_only  # a condition that fits the file's chroma: all of its change
+    assert choice.chroma_mask is None  # a condition that fits the file's chroma: all of its change
     ramp = [max(1, round(16 * (0.5 + (f // 8 + f % 8) / 7))) for f in range(64)]  # luma q87 runs chroma
     choice = auto.choose(decode(encoded(photo(13), qtables=[ramp, ramp])))
-    assert choice.chroma == (87, True) and not choice.chroma_upsampling_only
+    assert choice.chroma == (87, True) and choice.chroma_mask is None
 
 
 def test_a_model_the_all_frequencies_rule_chose_is_not_masked(auto):

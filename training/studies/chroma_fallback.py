@@ -5,21 +5,22 @@ A non-IJG file whose chroma table reads milder than any quality the policy runs 
 network at (a flat table of 10s reads q95) was passed through. The network at the mildest quality
 the policy runs it at (q90 for 4:2:0) helps on average but can ruin an image; this study splits
 its change into the part each chroma sample holds (what the file quantised) and the part finer
-than a sample (its upsampling, :func:`arcnn.frequency_mask.keep_finer_than_samples`), and
-measures, per table, mean and worst-image RGB gain over the input with luma as auto restores it:
+than a sample (its upsampling; :func:`arcnn.frequency_mask.mask_chroma_change`), and measures,
+per table, mean and worst-image RGB gain over the input with luma as auto restores it:
 
 * ``luma only``: chroma passes through (before);
 * ``whole``: the network's whole change;
 * ``masked``: the upsampling, plus the sampled part at the frequencies whose file step is at
-  least ``KEEP_SHARE`` times the condition's chroma step (as luma is masked);
-* ``upsampling``: the part finer than a sample alone (what auto does, up to
-  ``UPSAMPLING_MAX_QUALITY``).
+  least ``--share`` times the condition's chroma step (default ``CHROMA_KEEP_SHARE``: what auto
+  does, up to ``UPSAMPLING_MAX_QUALITY``);
+* ``upsampling``: the part finer than a sample alone.
 
 Full-chroma ground truth, the same table for luma and chroma.
 
     python -m training.studies.chroma_fallback ../shared/data/BSDS500/val --images 40
+    python -m training.studies.chroma_fallback ../shared/data/BSDS500/val --images 40 --share 1.25
     python -m training.studies.chroma_fallback ../shared/data/BSDS500/val --images 40 --tier fast
-    python -m training.studies.chroma_fallback ../shared/data/BSDS500/val --images 40 --subsampling 0
+    python -m training.studies.chroma_fallback ../shared/data/BSDS500/val --images 40 --subsampling 0 --condition 80
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from arcnn.colour import rgb_to_ycbcr_planes, ycbcr_planes_to_rgb_uint8
 from arcnn.evaluation import encoded, rgb_psnr
-from arcnn.frequency_mask import KEEP_SHARE, apply_mask, keep_finer_than_samples
+from arcnn.frequency_mask import CHROMA_KEEP_SHARE, apply_mask, mask_chroma_change
 from arcnn.images import decode_image, list_images
 from arcnn.quality import STD_CHROMA, scaled_table
 from arcnn.restoration import PASSTHROUGH, Choice, Restorer
@@ -43,31 +43,6 @@ from training.colour_data import full_chroma
 TABLES = {**{f"flat ({s})": [s] * 64 for s in (3, 4, 6, 7, 8, 9, 10, 12)},
           **{f"ramp ({s})": [max(1, round(s * (0.5 + (f // 8 + f % 8) / 7))) for f in range(64)] for s in (6, 7, 8)}}
 """Tables whose chroma reads q94-q99 (a ramp runs from s/2 at DC to 2.5 s at (7,7))."""
-
-
-def sampled(change: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
-    """The part of a 2 x H x W chroma change its chroma samples hold: their means, upsampled
-    bilinearly (what :func:`keep_finer_than_samples` takes off)."""
-    kept = np.zeros_like(change)
-    finer = change.copy()
-    keep_finer_than_samples(kept, finer, scale)
-    return change - finer
-
-
-def masked_sampled(change: np.ndarray, keep: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
-    """The sampled part of ``change`` at the ``keep`` frequencies of the chroma plane's 8x8 grid."""
-    sy, sx = scale
-    out = np.empty_like(change)
-    for plane in range(2):
-        h, w = change.shape[1] // sy * sy, change.shape[2] // sx * sx
-        means = change[plane, :h, :w].reshape(h // sy, sy, w // sx, sx).mean(axis=(1, 3), dtype=np.float32)
-        kept = means.copy()
-        apply_mask(np.zeros_like(means), kept, keep)
-        up = F.interpolate(torch.from_numpy(kept)[None, None], scale_factor=(sy, sx), mode="bilinear",
-                           align_corners=False)[0, 0].numpy()
-        out[plane] = 0.0
-        out[plane, :h, :w] = up
-    return out
 
 
 def restored_luma(restorer: Restorer, choice: Choice, y: np.ndarray) -> np.ndarray:
@@ -84,7 +59,8 @@ def restored_luma(restorer: Restorer, choice: Choice, y: np.ndarray) -> np.ndarr
     return out
 
 
-def gains(restorer: Restorer, truth: Image.Image, table: list[int], condition: int, subsampling: int) -> dict:
+def gains(restorer: Restorer, truth: Image.Image, table: list[int], condition: int, subsampling: int,
+          share: float = CHROMA_KEEP_SHARE) -> dict:
     """{variant: RGB gain over the input} for one image."""
     decoded = decode_image(encoded(truth, "JPEG", qtables=[table, table], subsampling=subsampling), 10**9)
     ref, rgb = np.asarray(truth), np.asarray(decoded.convert("RGB"))
@@ -93,13 +69,12 @@ def gains(restorer: Restorer, truth: Image.Image, table: list[int], condition: i
     ycc = rgb_to_ycbcr_planes(rgb)
     whole = restorer.restore_chroma(ycc, (condition, subsampling > 0), choice.chroma_model)
     ycc[0] = restored_luma(restorer, choice, ycc[0])
-    change = whole - ycc[1:]
     scale = (2, 2) if subsampling == 2 else (1, 1)
-    keep = (np.asarray(table) >= KEEP_SHARE * scaled_table(STD_CHROMA, condition)).reshape(8, 8)
-    upsampling = change - sampled(change, scale)
-    variants = {"luma only": ycc[1:], "whole": ycc[1:] + change,
-                "masked": ycc[1:] + upsampling + masked_sampled(change, keep, scale),
-                "upsampling": ycc[1:] + upsampling}
+    keep = (np.asarray(table) >= share * scaled_table(STD_CHROMA, condition)).reshape(8, 8)
+    masked, upsampling = whole.copy(), whole.copy()
+    mask_chroma_change(ycc[1:], masked, keep, scale)
+    mask_chroma_change(ycc[1:], upsampling, np.zeros((8, 8), dtype=bool), scale)
+    variants = {"luma only": ycc[1:], "whole": whole, "masked": masked, "upsampling": upsampling}
     return {name: rgb_psnr(ref, ycbcr_planes_to_rgb_uint8(np.concatenate([ycc[:1], planes]))) - base
             for name, planes in variants.items()}
 
@@ -111,6 +86,8 @@ def main() -> None:
     parser.add_argument("--tier", default="standard")
     parser.add_argument("--condition", type=int, default=None,
                         help="the chroma network's quality (default: the tier's mildest, 90 / 85)")
+    parser.add_argument("--share", type=float, default=CHROMA_KEEP_SHARE,
+                        help="masked: the file's step over the condition's at which a frequency is kept")
     parser.add_argument("--subsampling", type=int, choices=(0, 2), default=2, help="2: 4:2:0, 0: 4:4:4")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -121,10 +98,11 @@ def main() -> None:
         with Image.open(path) as img:
             truths.append(full_chroma(img))
     print(f"{args.val}, {len(truths)} images, tier {args.tier}, chroma network at q{condition}, "
-          f"{'4:2:0' if args.subsampling == 2 else '4:4:4'}: mean (worst image) RGB gain\n")
+          f"{'4:2:0' if args.subsampling == 2 else '4:4:4'}, masked at {args.share}x the condition's steps: "
+          "mean (worst image) RGB gain\n")
     print("| table | chroma read | luma only (before) | whole | masked | upsampling |\n|---|---|---|---|---|---|")
     for name, table in TABLES.items():
-        rows = [gains(restorer, truth, table, condition, args.subsampling) for truth in truths]
+        rows = [gains(restorer, truth, table, condition, args.subsampling, args.share) for truth in truths]
         reading = restorer.read(decode_image(encoded(truths[0], "JPEG", qtables=[table, table]), 10**9))
         cells = " | ".join(f"{np.mean([r[k] for r in rows]):+.3f} ({np.min([r[k] for r in rows]):+.3f})"
                            for k in rows[0])

@@ -55,6 +55,9 @@ BSDS500 val with ``python -m training.studies.table_composition`` (docs/model-ch
 STRIP_BLOCKS = 64
 """Block rows transformed at a time: the work arrays stay a strip of 512 rows, whatever the image."""
 
+SAMPLE_BAND = 256
+"""Chroma sample rows whose full-resolution pixels :func:`mask_chroma_change` works on at a time."""
+
 
 def model_quality(name: str) -> int | None:
     """The IJG quality a luminance model was trained for (``jpeg-q90``, ``fast-arcnn-q90``: 90), or
@@ -129,23 +132,62 @@ def mask_chroma_change(before: np.ndarray, after: np.ndarray, keep: np.ndarray, 
 
     ``scale`` is the file's luma rows and columns per chroma sample ((2, 2) for 4:2:0) and
     ``phase`` where the first whole sample, and the first chroma block, start. The change is
-    averaged over each sample's pixels (as the encoder subsampled); those averages, masked on the
-    chroma grid (:func:`apply_mask`: outside full blocks nothing is kept) to what ``keep`` drops,
-    are upsampled bilinearly (as a decoder's fancy upsampling) and taken off. One plane at a
-    time: a few plane-sized float arrays.
+    averaged over each sample's pixels (as the encoder subsampled; edge pixels repeat where a
+    sample is cut by the border); those averages, masked on the chroma grid (:func:`apply_mask`:
+    outside full blocks nothing is kept) to what ``keep`` drops, are upsampled bilinearly (as a
+    decoder's fancy upsampling) and taken off. Full-resolution work goes in bands of
+    :data:`SAMPLE_BAND` sample rows: beside the planes, only a band's arrays and one plane of
+    sample averages (a quarter plane for 4:2:0) exist at once.
     """
     sy, sx = scale
-    py, px = phase[0] % sy, phase[1] % sx
-    height, width = before.shape[1:]
-    rows, cols = -(-(height + py) // sy), -(-(width + px) // sx)
+    shift = (phase[0] % sy, phase[1] % sx)
     for plane in range(before.shape[0]):
-        change = after[plane] - before[plane]
-        padded = np.pad(change, ((py, rows * sy - height - py), (px, cols * sx - width - px)), mode="edge")
-        sample = padded.reshape(rows, sy, cols, sx).mean(axis=(1, 3), dtype=np.float32)
+        dropped = _sample_means(before[plane], after[plane], scale, shift)
         if keep.any():
-            kept = sample.copy()
-            apply_mask(np.zeros_like(sample), kept, keep)
-            sample -= kept
-        dropped = F.interpolate(torch.from_numpy(sample)[None, None], scale_factor=(sy, sx), mode="bilinear",
-                                align_corners=False)[0, 0].numpy()
-        after[plane] -= dropped[py:py + height, px:px + width]
+            kept = dropped.copy()
+            apply_mask(np.zeros_like(dropped), kept, keep)
+            dropped -= kept
+        _take_off_upsampled(after[plane], dropped, scale, shift)
+
+
+def _sample_rows(height: int, sy: int, py: int) -> int:
+    return -(-(height + py) // sy)
+
+
+def _sample_means(before: np.ndarray, after: np.ndarray, scale: tuple[int, int], shift: tuple[int, int]) -> np.ndarray:
+    """The change ``after - before`` (H x W) averaged over each chroma sample's pixels, the first
+    whole sample at ``shift``; a sample cut by the border repeats the edge pixels."""
+    (sy, sx), (py, px) = scale, shift
+    height, width = before.shape
+    rows, cols = _sample_rows(height, sy, py), _sample_rows(width, sx, px)
+    out = np.empty((rows, cols), dtype=np.float32)
+    band = SAMPLE_BAND
+    for r0 in range(0, rows, band):
+        r1 = min(rows, r0 + band)
+        top, bottom = max(0, r0 * sy - py), min(height, r1 * sy - py)
+        change = after[top:bottom] - before[top:bottom]
+        pad = ((top - (r0 * sy - py), (r1 * sy - py) - bottom), (px, cols * sx - width - px))
+        change = np.pad(change, pad, mode="edge")
+        out[r0:r1] = change.reshape(r1 - r0, sy, cols, sx).mean(axis=(1, 3), dtype=np.float32)
+    return out
+
+
+def _take_off_upsampled(after: np.ndarray, samples: np.ndarray, scale: tuple[int, int],
+                        shift: tuple[int, int]) -> None:
+    """``after`` (H x W) -= ``samples`` upsampled bilinearly (half-pixel centres, edges repeated),
+    in bands of sample rows, each with one sample row of context either side: the bilinear
+    weights reach no further, so the bands join exactly."""
+    (sy, sx), (py, px) = scale, shift
+    height, width = after.shape
+    rows = samples.shape[0]
+    band = SAMPLE_BAND
+    for r0 in range(0, rows, band):
+        r1 = min(rows, r0 + band)
+        lo, hi = max(0, r0 - 1), min(rows, r1 + 1)
+        up = samples[lo:hi]
+        if (sy, sx) != (1, 1):
+            up = F.interpolate(torch.from_numpy(np.ascontiguousarray(up))[None, None], scale_factor=(sy, sx),
+                               mode="bilinear", align_corners=False)[0, 0].numpy()
+        top, bottom = max(0, r0 * sy - py), min(height, r1 * sy - py)
+        first = top + py - lo * sy  # the band's first image row, in the upsampled rows
+        after[top:bottom] -= up[first:first + bottom - top, px:px + width]

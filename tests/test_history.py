@@ -340,6 +340,26 @@ def test_mask_chroma_change_keeps_the_upsampling_and_the_kept_frequencies_of_the
     assert np.allclose(out, after, atol=1e-3)
 
 
+@pytest.mark.parametrize("scale, phase", [((2, 2), (0, 0)), ((2, 2), (3, 5)), ((1, 2), (1, 1))])
+def test_mask_chroma_change_gives_the_same_result_in_any_band_size(monkeypatch, scale, phase):
+    """The full-resolution work goes in bands of sample rows; the bilinear context each band
+    carries makes them join exactly, down to bands of one sample row."""
+    import arcnn.frequency_mask as frequency_mask
+
+    rng = np.random.default_rng(2)
+    before = rng.uniform(0, 255, (2, 53, 41)).astype(np.float32)
+    after = before + rng.normal(0, 5, before.shape).astype(np.float32)
+    keep = rng.random((8, 8)) < 0.3
+    outs = []
+    for band in (1, 3, 256):
+        monkeypatch.setattr(frequency_mask, "SAMPLE_BAND", band)
+        out = after.copy()
+        frequency_mask.mask_chroma_change(before, out, keep, scale, phase)
+        outs.append(out)
+    assert not np.allclose(outs[-1], after, atol=1e-2)
+    assert all(np.allclose(out, outs[-1], atol=1e-4) for out in outs)
+
+
 def test_decode_records_the_chroma_sampling_upright():
     img = photo(16, (64, 48))
     assert decode(encoded(img, quality=80, subsampling=1)).info["jpeg_chroma_scale"] == (1, 2)  # 4:2:2

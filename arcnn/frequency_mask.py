@@ -115,7 +115,6 @@ def apply_mask(before: np.ndarray, after: np.ndarray, keep: np.ndarray, offset: 
         after[y0:y0 + 8 * n, dx:x1] = before[y0:y0 + 8 * n, dx:x1] + kept.transpose(0, 2, 1, 3).reshape(8 * n, 8 * cols)
 
 
-
 def chroma_keep(table: list[int] | tuple[int, ...], quality: int) -> np.ndarray:
     """The chroma frequencies (8 x 8 bools) where the chroma network conditioned on IJG
     ``quality`` may change the chroma samples of a file of chroma ``table``: those whose step is

@@ -153,8 +153,8 @@ chroma network, a non-IJG file's chroma table decides by its own equivalent qual
 (:attr:`~arcnn.reading.Reading.chroma_quality`), through the same policy: a flat table of 16s
 reads q94 on luma (chroma passes through) and q92 on chroma (run: +0.47 dB alone on BSDS500 val,
 no image worse); a flat table of 10s has chroma like q95, where the policy passes chroma through
-(conditioned on 95 it gained +0.39 dB mean but made one image 0.29 dB worse), so it gets only the
-network, masked (:data:`UPSAMPLING_MAX_QUALITY`)."""
+(conditioned on 95 it gained +0.39 dB mean but made one image 0.29 dB worse), so it gets the
+network masked (:data:`UPSAMPLING_MAX_QUALITY`)."""
 
 WEBP_CHROMA_RESTORE = 95
 """``--chroma restore`` on a WebP the table passes through: the mildest condition."""

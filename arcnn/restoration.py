@@ -421,6 +421,20 @@ class Restorer:
         restore_in_place(self.model(name), [studio], [studio], self.tile, self.batch_size, self.device)
         return studio_to_full_luma(studio, out=studio)
 
+    def restore_luma_choice(self, choice: Choice, y: np.ndarray) -> None:
+        """A colour image's full-range Y restored in place as ``choice`` says: its luma model
+        (:meth:`restore_luma`), the change masked (:attr:`Choice.mask`), and each coarser model's
+        output at its own frequencies (:attr:`Choice.parts`)."""
+        before = None if choice.mask is None and not choice.parts else y.copy()
+        self.restore_luma(choice.luma, y, out=y)
+        if choice.mask is not None:
+            apply_mask(before, y, choice.mask, choice.reading.grid)
+        for name, keep in choice.parts:
+            other = self.restore_luma(name, before)
+            apply_mask(y, other, keep, choice.reading.grid)
+            y[...] = other
+            del other
+
     def restore_chroma(self, ycc: np.ndarray, conditions: tuple[int, bool], model: str | None = None,
                        out: np.ndarray | None = None) -> np.ndarray:
         """Restored Cb/Cr (2 x H x W float32) of a YCbCr image given as 3 x H x W planes
@@ -514,16 +528,7 @@ class Restorer:
         if neutral is not None:
             ycc[1][neutral] = ycc[2][neutral] = 128.0
         if net is not None:
-            before = None if choice.mask is None and not choice.parts else ycc[0].copy()
-            self.restore_luma(choice.luma, ycc[0], out=ycc[0])
-            if choice.mask is not None:
-                apply_mask(before, ycc[0], choice.mask, choice.reading.grid)
-            for name, keep in choice.parts:  # each coarser model's output at its own frequencies
-                other = self.restore_luma(name, before)
-                apply_mask(ycc[0], other, keep, choice.reading.grid)
-                ycc[0] = other
-                del other
-            del before
+            self.restore_luma_choice(choice, ycc[0])
         rgb = ycbcr_planes_to_rgb_uint8(ycc, alpha)
         del ycc  # before Pillow's copy of the result
         return Image.fromarray(rgb, target)

@@ -34,29 +34,15 @@ from PIL import Image
 
 from arcnn.colour import rgb_to_ycbcr_planes, ycbcr_planes_to_rgb_uint8
 from arcnn.evaluation import encoded, rgb_psnr
-from arcnn.frequency_mask import CHROMA_KEEP_SHARE, apply_mask, mask_chroma_change
+from arcnn.frequency_mask import CHROMA_KEEP_SHARE, mask_chroma_change
 from arcnn.images import decode_image, list_images
 from arcnn.quality import STD_CHROMA, scaled_table
-from arcnn.restoration import PASSTHROUGH, Choice, Restorer
+from arcnn.restoration import PASSTHROUGH, Restorer
 from training.colour_data import full_chroma
 
 TABLES = {**{f"flat ({s})": [s] * 64 for s in (3, 4, 6, 7, 8, 9, 10, 12)},
           **{f"ramp ({s})": [max(1, round(s * (0.5 + (f // 8 + f % 8) / 7))) for f in range(64)] for s in (6, 7, 8)}}
 """Tables whose chroma reads q94-q99 (a ramp runs from s/2 at DC to 2.5 s at (7,7))."""
-
-
-def restored_luma(restorer: Restorer, choice: Choice, y: np.ndarray) -> np.ndarray:
-    """``y`` restored as the restorer's colour path does it for ``choice`` (mask, coarser parts)."""
-    if choice.luma == PASSTHROUGH:
-        return y
-    before, out = y.copy(), restorer.restore_luma(choice.luma, y.copy())
-    if choice.mask is not None:
-        apply_mask(before, out, choice.mask, choice.reading.grid)
-    for name, keep in choice.parts:
-        other = restorer.restore_luma(name, before)
-        apply_mask(out, other, keep, choice.reading.grid)
-        out = other
-    return out
 
 
 def gains(restorer: Restorer, truth: Image.Image, table: list[int], condition: int, subsampling: int,
@@ -68,7 +54,8 @@ def gains(restorer: Restorer, truth: Image.Image, table: list[int], condition: i
     choice = restorer.choose(decoded)
     ycc = rgb_to_ycbcr_planes(rgb)
     whole = restorer.restore_chroma(ycc, (condition, subsampling > 0), choice.chroma_model)
-    ycc[0] = restored_luma(restorer, choice, ycc[0])
+    if choice.luma != PASSTHROUGH:
+        restorer.restore_luma_choice(choice, ycc[0])
     scale = (2, 2) if subsampling == 2 else (1, 1)
     keep = (np.asarray(table) >= share * scaled_table(STD_CHROMA, condition)).reshape(8, 8)
     masked, upsampling = whole.copy(), whole.copy()

@@ -118,17 +118,15 @@ def auto_model(quality: int | None, names: list[str], default: str, max_quality:
     return nearest_quality_model(quality, names, tier) or default
 
 
-UPSAMPLING_MAX_QUALITY: dict[str, int | None] = {"standard": 96, "fast": None}
-"""Per tier, the mildest chroma equivalent (:attr:`~arcnn.reading.Reading.chroma_quality`) of a
-non-IJG file for which the chroma network runs masked where its whole change would not
+UPSAMPLING_MAX_QUALITY = 96
+"""The mildest chroma equivalent (:attr:`~arcnn.reading.Reading.chroma_quality`) of a non-IJG file
+for which the chroma network runs masked where its whole change would not
 (:meth:`Restorer.choose_chroma`: its upsampling, and its change to the chroma samples at the
-frequencies the file's steps hide); None: never. ``python -m training.studies.chroma_fallback``
-on BSDS500 val (40 images, 4:2:0): one image of fine feathers lost more the milder the file's
-chroma, with flat tables of 9s (q96) +0.06 dB, 8s (q96) -0.03, 7s (q97) -0.08, 4s (q98) -0.27,
-3s (q99) -0.39, and ramps of 7 (q96) +0.02, 6 (q97) -0.06. So from q97 on chroma passes through,
-as the policy says for IJG q95 and above. The fast tier's network, even its upsampling alone,
-made some image 0.07-0.12 dB worse at every q95-q96 table (conditioned on q85, its mildest, or
-q90)."""
+frequencies the file's steps hide). ``python -m training.studies.chroma_fallback`` on BSDS500
+val (40 images, 4:2:0): one image of fine feathers lost more the milder the file's chroma, with
+flat tables of 9s (q96) +0.06 dB, 8s (q96) -0.03, 7s (q97) -0.08, 4s (q98) -0.27, 3s (q99) -0.39,
+and ramps of 7 (q96) +0.02, 6 (q97) -0.06. So from q97 on chroma passes through, as the policy
+says for IJG q95 and above."""
 
 WEBP_POLICY = {10: "webp-q20", 20: "webp-q20", 30: "webp-q40", 40: "webp-q60", 50: "webp-q60",
                60: "webp-q60", 70: "webp-q80", 80: "webp-q80", 90: PASSTHROUGH}
@@ -319,8 +317,11 @@ class Restorer:
         0.08 to 0.28 dB worse; its change at the samples is what did it. Masked so, the gain is
         +0.40 to +0.45 with every image better, and every table from q94 to q96 keeps every image
         within 0.03 dB (``python -m training.studies.chroma_fallback``, docs/model-choice.md).
-        Milder chroma than :data:`UPSAMPLING_MAX_QUALITY`'s, the fast tier's, and a 4:4:4 file's
-        (nothing is finer than a sample there) pass through.
+        The fast tier uses the standard network for it, as for WebP: its own made an image 0.07 to
+        0.12 dB worse at every q95-q96 table, even its upsampling alone; the standard one, after
+        the fast tier's luma, keeps every image within 0.03 dB. Milder chroma than
+        :data:`UPSAMPLING_MAX_QUALITY`'s, and a 4:4:4 file's (nothing is finer than a sample
+        there), pass through.
         """
         if self.chroma == "passthrough" or img.mode in GREY_MODES:
             return None, None
@@ -343,8 +344,9 @@ class Restorer:
         if not policy.use_chroma(quality, reading.subsampled) and reading.chroma_quality is not None:
             quality = min(reading.chroma_quality, TABLES_CHROMA_MAX)  # a non-IJG file's own chroma steps
             if (not policy.use_chroma(quality, reading.subsampled) and self._samples_known(reading)
-                    and reading.chroma_quality <= (UPSAMPLING_MAX_QUALITY.get(self.tier) or 0)):
-                mildest = policy.mildest_chroma(quality, reading.subsampled)
+                    and reading.chroma_quality <= UPSAMPLING_MAX_QUALITY and is_bundled(CHROMA_MODEL)):
+                standard = shipped_policy("standard")  # the standard network's, in either tier
+                mildest = standard.mildest_chroma(quality, reading.subsampled) if standard else None
                 if mildest is not None:
                     return (mildest, reading.subsampled), self._chroma_keep(reading, mildest)
                 return None, None
@@ -375,7 +377,7 @@ class Restorer:
             luma, fallback = self._auto_luma(img, reading)
             chroma, chroma_mask = self._chroma_choice(img, reading)
             parts = self._parts(reading, luma, fallback)
-            return Choice(luma, chroma, self._chroma_model_for(reading),
+            return Choice(luma, chroma, self._chroma_model_for(reading, chroma_mask),
                           self._why_auto(reading, luma, chroma, parts, chroma_mask),
                           reading, self._mask(reading, luma, fallback), parts, chroma_mask)
         # a model named by the user: chroma passes through unless asked for (--chroma restore);
@@ -386,10 +388,11 @@ class Restorer:
         reading = self.read(img)
         return Choice(spec, self.choose_chroma(img, reading), self._chroma_model_for(reading), "named", reading)
 
-    def _chroma_model_for(self, reading: Reading) -> str:
-        """This tier's chroma network; for a WebP the standard one in either tier, as its luma
-        models are (the measured WebP tables are the standard network's)."""
-        return CHROMA_MODEL if reading.codec == "webp" else self.chroma_model
+    def _chroma_model_for(self, reading: Reading, chroma_mask: np.ndarray | None = None) -> str:
+        """This tier's chroma network; for a WebP, and for too-mild chroma restored masked, the
+        standard one in either tier (the measured WebP tables and masks are the standard
+        network's)."""
+        return CHROMA_MODEL if reading.codec == "webp" or chroma_mask is not None else self.chroma_model
 
     def _why_auto(self, reading: Reading, luma: str, chroma: tuple[int, bool] | None,
                   parts: tuple[tuple[str, np.ndarray], ...] = (), chroma_mask: np.ndarray | None = None) -> str:

@@ -20,6 +20,7 @@ Full-chroma ground truth, the same table for luma and chroma.
     python -m training.studies.chroma_fallback ../shared/data/BSDS500/val --images 40
     python -m training.studies.chroma_fallback ../shared/data/BSDS500/val --images 40 --share 1.25
     python -m training.studies.chroma_fallback ../shared/data/BSDS500/val --images 40 --tier fast
+    python -m training.studies.chroma_fallback ../shared/data/BSDS500/val --images 40 --tier fast --chroma-model colour --condition 90
     python -m training.studies.chroma_fallback ../shared/data/BSDS500/val --images 40 --subsampling 0 --condition 80
 """
 
@@ -46,14 +47,14 @@ TABLES = {**{f"flat ({s})": [s] * 64 for s in (3, 4, 6, 7, 8, 9, 10, 12)},
 
 
 def gains(restorer: Restorer, truth: Image.Image, table: list[int], condition: int, subsampling: int,
-          share: float = CHROMA_KEEP_SHARE) -> dict:
+          share: float = CHROMA_KEEP_SHARE, chroma_model: str | None = None) -> dict:
     """{variant: RGB gain over the input} for one image."""
     decoded = decode_image(encoded(truth, "JPEG", qtables=[table, table], subsampling=subsampling), 10**9)
     ref, rgb = np.asarray(truth), np.asarray(decoded.convert("RGB"))
     base = rgb_psnr(ref, rgb)
     choice = restorer.choose(decoded)
     ycc = rgb_to_ycbcr_planes(rgb)
-    whole = restorer.restore_chroma(ycc, (condition, subsampling > 0), choice.chroma_model)
+    whole = restorer.restore_chroma(ycc, (condition, subsampling > 0), chroma_model or choice.chroma_model)
     if choice.luma != PASSTHROUGH:
         restorer.restore_luma_choice(choice, ycc[0])
     scale = (2, 2) if subsampling == 2 else (1, 1)
@@ -75,6 +76,7 @@ def main() -> None:
                         help="the chroma network's quality (default: the tier's mildest, 90 / 85)")
     parser.add_argument("--share", type=float, default=CHROMA_KEEP_SHARE,
                         help="masked: the file's step over the condition's at which a frequency is kept")
+    parser.add_argument("--chroma-model", default=None, help="a chroma network other than the tier's")
     parser.add_argument("--subsampling", type=int, choices=(0, 2), default=2, help="2: 4:2:0, 0: 4:4:4")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -84,12 +86,14 @@ def main() -> None:
     for path in list_images([args.val])[: args.images]:
         with Image.open(path) as img:
             truths.append(full_chroma(img))
-    print(f"{args.val}, {len(truths)} images, tier {args.tier}, chroma network at q{condition}, "
+    print(f"{args.val}, {len(truths)} images, tier {args.tier}, chroma network "
+          f"{args.chroma_model or restorer.chroma_model} at q{condition}, "
           f"{'4:2:0' if args.subsampling == 2 else '4:4:4'}, masked at {args.share}x the condition's steps: "
           "mean (worst image) RGB gain\n")
     print("| table | chroma read | luma only (before) | whole | masked | upsampling |\n|---|---|---|---|---|---|")
     for name, table in TABLES.items():
-        rows = [gains(restorer, truth, table, condition, args.subsampling, args.share) for truth in truths]
+        rows = [gains(restorer, truth, table, condition, args.subsampling, args.share, args.chroma_model)
+                for truth in truths]
         reading = restorer.read(decode_image(encoded(truths[0], "JPEG", qtables=[table, table]), 10**9))
         cells = " | ".join(f"{np.mean([r[k] for r in rows]):+.3f} ({np.min([r[k] for r in rows]):+.3f})"
                            for k in rows[0])

@@ -343,28 +343,28 @@ class Restorer:
             return None, None
         if not policy.use_chroma(quality, reading.subsampled) and reading.chroma_quality is not None:
             quality = min(reading.chroma_quality, TABLES_CHROMA_MAX)  # a non-IJG file's own chroma steps
-            if (not policy.use_chroma(quality, reading.subsampled) and self._samples_known(reading)
-                    and reading.chroma_quality <= UPSAMPLING_MAX_QUALITY and is_bundled(CHROMA_MODEL)):
-                standard = shipped_policy("standard")  # the standard network's, in either tier
-                mildest = standard.mildest_chroma(quality, reading.subsampled) if standard else None
-                if mildest is not None:
-                    return (mildest, reading.subsampled), self._chroma_keep(reading, mildest)
-                return None, None
+            if not policy.use_chroma(quality, reading.subsampled):
+                return self._masked_chroma(reading, quality)
         return ((quality, reading.subsampled) if policy.use_chroma(quality, reading.subsampled) else None), None
 
     @staticmethod
-    def _samples_known(reading: Reading) -> bool:
-        """A non-IJG file whose chroma was subsampled, by a factor read from the file."""
-        return reading.chroma_quality is not None and reading.chroma_scale not in (None, (1, 1))
-
-    @staticmethod
-    def _chroma_keep(reading: Reading, quality: int) -> np.ndarray:
-        """The chroma frequencies whose samples keep the network's change at ``quality``: none
-        where the file's chroma blocks are not known to start at the image's corner (a grid read
-        elsewhere in the pixels places them only modulo 8 luma pixels; 16 are needed)."""
-        if reading.grid != (0, 0):
-            return np.zeros((8, 8), dtype=bool)
-        return chroma_keep(reading.chroma_table, quality)
+    def _masked_chroma(reading: Reading, quality: int) -> tuple[tuple[int, bool] | None, np.ndarray | None]:
+        """:meth:`_chroma_choice` for a non-IJG file whose chroma equivalent ``quality`` is too mild
+        for the policy: the standard network (in either tier) at the mildest condition its policy
+        runs it at, with the chroma frequencies whose samples keep its change (none where the file's
+        chroma blocks are not known to start at the image's corner: a grid read elsewhere in the
+        pixels places them only modulo 8 luma pixels, 16 are needed); or (None, None) where the
+        file was not subsampled by a factor read from it, its chroma is milder than
+        :data:`UPSAMPLING_MAX_QUALITY`, or the standard network is not bundled."""
+        if (reading.chroma_scale in (None, (1, 1)) or reading.chroma_quality > UPSAMPLING_MAX_QUALITY
+                or not is_bundled(CHROMA_MODEL)):
+            return None, None
+        standard = shipped_policy("standard")
+        mildest = standard.mildest_chroma(quality, reading.subsampled) if standard else None
+        if mildest is None:
+            return None, None
+        keep = chroma_keep(reading.chroma_table, mildest) if reading.grid == (0, 0) else np.zeros((8, 8), dtype=bool)
+        return (mildest, reading.subsampled), keep
 
     def choose(self, img: Image.Image, model: str | None = None) -> Choice:
         """Everything done to ``img``: ``model`` (or the restorer's own choice) for luminance,

@@ -38,12 +38,14 @@ from arcnn.evaluation import encoded, rgb_psnr
 from arcnn.frequency_mask import CHROMA_KEEP_SHARE, mask_chroma_change
 from arcnn.images import decode_image, list_images
 from arcnn.quality import STD_CHROMA, scaled_table
+from arcnn.reading import chroma_table_quality
 from arcnn.restoration import PASSTHROUGH, Restorer
 from training.colour_data import full_chroma
+from training.studies.history_policy import ramp_table
 
 TABLES = {**{f"flat ({s})": [s] * 64 for s in (3, 4, 6, 7, 8, 9, 10, 12)},
-          **{f"ramp ({s})": [max(1, round(s * (0.5 + (f // 8 + f % 8) / 7))) for f in range(64)] for s in (6, 7, 8)}}
-"""Tables whose chroma reads q94-q99 (a ramp runs from s/2 at DC to 2.5 s at (7,7))."""
+          **{f"ramp ({s})": ramp_table(s) for s in (6, 7, 8)}}
+"""Tables whose chroma reads q94-q99."""
 
 
 def gains(restorer: Restorer, truth: Image.Image, table: list[int], condition: int, subsampling: int,
@@ -94,10 +96,9 @@ def main() -> None:
     for name, table in TABLES.items():
         rows = [gains(restorer, truth, table, condition, args.subsampling, args.share, args.chroma_model)
                 for truth in truths]
-        reading = restorer.read(decode_image(encoded(truths[0], "JPEG", qtables=[table, table]), 10**9))
         cells = " | ".join(f"{np.mean([r[k] for r in rows]):+.3f} ({np.min([r[k] for r in rows]):+.3f})"
                            for k in rows[0])
-        print(f"| {name} | q{reading.chroma_quality} | {cells} |", flush=True)
+        print(f"| {name} | q{chroma_table_quality(table)} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -160,12 +160,16 @@ ANNEX_K_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 
                 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
 
 
+def ramp_table(s: int) -> list[int]:
+    """A ramp of strength ``s`` (natural order): s/2 at DC to 2.5 s at (7,7)."""
+    return [max(1, round(s * (0.5 + (f // 8 + f % 8) / 7))) for f in range(64)]
+
+
 def named_tables() -> dict[str, list[int]]:
     """Tables of other shapes at fixed strengths: flat (every step s), a ramp from s/2 at DC to
     2.5 s at (7,7), and Annex K's shape scaled so that its DC step is s."""
     tables = {f"flat ({s})": [s] * 64 for s in (10, 12, 16, 24, 32)}
-    tables.update({f"ramp ({s})": [max(1, round(s * (0.5 + (f // 8 + f % 8) / 7))) for f in range(64)]
-                   for s in (8, 16, 24)})
+    tables.update({f"ramp ({s})": ramp_table(s) for s in (8, 16, 24)})
     tables.update({f"Annex K shape ({s})": [max(1, round(v * s / 16)) for v in ANNEX_K_LUMA] for s in (4, 8)})
     return tables
 
